@@ -1,0 +1,368 @@
+//! One websocket connection speaking the automerge-repo protocol.
+//!
+//! The connection first waits (bounded by `handshake_timeout_secs`) for the client's `join`
+//! and answers `peer`. After that it routes each `request`/`sync`/`ephemeral` message to the
+//! actor of its document through a [`DocLease`], and writes whatever the actors queue in its
+//! bounded outbox. It never touches a document itself.
+//!
+//! Bad input never ends in a panic: undecodable bytes get an `error` message naming the
+//! problem and the connection carries on; a message over `max_message_bytes` gets an `error`
+//! and the connection is closed with code 1009; text frames get an `error`. Only this
+//! connection is affected.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
+use lianxin_protocol::{DocumentId, Message, PeerId, PeerMetadata, StorageId, handshake};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Identity;
+use crate::hub::{ConnId, DocCommand, DocLease, Peer};
+use crate::state::AppState;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Why a connection ended, for the log (its fields are read through `Debug` there).
+#[derive(Debug)]
+#[allow(dead_code)]
+enum End {
+    ClientClosed,
+    Shutdown,
+    SlowClient,
+    TooLarge,
+    Handshake(String),
+    Socket(String),
+}
+
+/// Runs one upgraded connection to its end. `_permit` holds its place under the connection
+/// limit until it returns.
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    identity: Identity,
+    _permit: OwnedSemaphorePermit,
+) {
+    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("conn", conn, sub = %identity.claims.sub);
+    let _ = tracing::Instrument::instrument(
+        async move {
+            state.metrics.connections_total.inc();
+            state.metrics.connections_open.inc();
+            tracing::info!("connected");
+            let mut connection = Connection::new(conn, state.clone(), identity);
+            let end = connection.serve(socket).await;
+            connection.close_documents().await;
+            state.metrics.connections_open.dec();
+            tracing::info!(?end, "disconnected");
+        },
+        span,
+    )
+    .await;
+}
+
+struct Connection {
+    conn: ConnId,
+    state: AppState,
+    identity: Identity,
+    leases: HashMap<DocumentId, DocLease>,
+    peer: Option<Arc<Peer>>,
+    kill: CancellationToken,
+}
+
+impl Connection {
+    fn new(conn: ConnId, state: AppState, identity: Identity) -> Self {
+        Self {
+            conn,
+            state,
+            identity,
+            leases: HashMap::new(),
+            peer: None,
+            kill: CancellationToken::new(),
+        }
+    }
+
+    fn server_peer(&self) -> PeerId {
+        self.state.server_peer.clone()
+    }
+
+    async fn send(&self, socket: &mut WebSocket, message: &Message) -> Result<(), End> {
+        let bytes = message.encode();
+        self.state.metrics.messages_out.inc();
+        self.state.metrics.bytes_out.add(bytes.len() as u64);
+        let timeout = self.state.settings.limits.send_timeout();
+        match tokio::time::timeout(timeout, socket.send(WsMessage::Binary(bytes.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::Socket(e.to_string())),
+            Err(_) => {
+                self.state.metrics.slow_client_disconnects.inc();
+                Err(End::SlowClient)
+            }
+        }
+    }
+
+    async fn send_error(&self, socket: &mut WebSocket, target: Option<PeerId>, text: String) {
+        let message = Message::Error {
+            sender_id: self.server_peer(),
+            target_id: target,
+            message: text,
+        };
+        let _ = self.send(socket, &message).await;
+    }
+
+    async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = socket.send(WsMessage::Close(Some(frame))).await;
+    }
+
+    /// Checks size and counts an incoming frame; returns its bytes if it is a binary message.
+    async fn receive_frame(
+        &self,
+        socket: &mut WebSocket,
+        frame: WsMessage,
+    ) -> Result<Option<Vec<u8>>, End> {
+        match frame {
+            WsMessage::Binary(bytes) => {
+                self.state.metrics.messages_in.inc();
+                self.state.metrics.bytes_in.add(bytes.len() as u64);
+                let limit = self.state.settings.limits.max_message_bytes;
+                if bytes.len() > limit {
+                    self.state.metrics.oversized_messages.inc();
+                    tracing::warn!(bytes = bytes.len(), limit, "message over the size limit");
+                    self.send_error(
+                        socket,
+                        self.peer.as_ref().map(|p| p.remote.clone()),
+                        format!(
+                            "message too large: {} bytes, the limit is {limit} bytes",
+                            bytes.len()
+                        ),
+                    )
+                    .await;
+                    Self::close(socket, close_code::SIZE, "message too large").await;
+                    return Err(End::TooLarge);
+                }
+                Ok(Some(bytes.to_vec()))
+            }
+            WsMessage::Text(_) => {
+                self.state.metrics.malformed_messages.inc();
+                tracing::warn!("text frame refused");
+                self.send_error(
+                    socket,
+                    self.peer.as_ref().map(|p| p.remote.clone()),
+                    "text frames are not supported: send CBOR in binary frames".into(),
+                )
+                .await;
+                Ok(None)
+            }
+            WsMessage::Close(_) => Err(End::ClientClosed),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => Ok(None),
+        }
+    }
+
+    /// Decodes a message, answering an `error` if it is malformed.
+    async fn decode(&self, socket: &mut WebSocket, bytes: &[u8]) -> Option<Message> {
+        match Message::decode(bytes) {
+            Ok(message) => Some(message),
+            Err(e) => {
+                self.state.metrics.malformed_messages.inc();
+                tracing::warn!(error = %e, bytes = bytes.len(), "malformed message");
+                self.send_error(
+                    socket,
+                    self.peer.as_ref().map(|p| p.remote.clone()),
+                    format!("malformed message: {e}"),
+                )
+                .await;
+                None
+            }
+        }
+    }
+
+    /// Waits for `join` and answers `peer`; returns the client's outbox receiver.
+    async fn handshake(
+        &mut self,
+        socket: &mut WebSocket,
+    ) -> Result<mpsc::Receiver<Message>, End> {
+        let timeout = self.state.settings.limits.handshake_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let frame = tokio::select! {
+                frame = tokio::time::timeout_at(deadline, socket.recv()) => frame,
+                _ = self.state.shutdown.cancelled() => return Err(End::Shutdown),
+            };
+            let frame = match frame {
+                Err(_) => {
+                    self.send_error(socket, None, "no join message within the handshake timeout".into())
+                        .await;
+                    return Err(End::Handshake("timeout".into()));
+                }
+                Ok(None) => return Err(End::ClientClosed),
+                Ok(Some(Err(e))) => return Err(End::Socket(e.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Some(bytes) = self.receive_frame(socket, frame).await? else {
+                continue;
+            };
+            let Some(message) = self.decode(socket, &bytes).await else {
+                continue;
+            };
+            let storage_id = StorageId::new(self.state.storage_id.clone()).ok();
+            let meta = PeerMetadata {
+                storage_id,
+                is_ephemeral: false,
+            };
+            match handshake::answer_join(&message, &self.server_peer(), meta, None) {
+                Ok(reply) => {
+                    let remote = message.sender_id().clone();
+                    self.send(socket, &reply).await?;
+                    let (outbox, rx) = mpsc::channel(self.state.settings.limits.send_queue);
+                    self.peer = Some(Arc::new(Peer {
+                        conn: self.conn,
+                        remote,
+                        peer_key: self.identity.peer_key(),
+                        outbox,
+                        kill: self.kill.clone(),
+                    }));
+                    return Ok(rx);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "handshake refused");
+                    self.send_error(socket, Some(message.sender_id().clone()), e.to_string())
+                        .await;
+                    Self::close(socket, close_code::PROTOCOL, "handshake refused").await;
+                    return Err(End::Handshake(e.to_string()));
+                }
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut socket: WebSocket) -> End {
+        let mut outbox = match self.handshake(&mut socket).await {
+            Ok(rx) => rx,
+            Err(end) => return end,
+        };
+        loop {
+            tokio::select! {
+                frame = socket.recv() => {
+                    let frame = match frame {
+                        None => return End::ClientClosed,
+                        Some(Err(e)) => return End::Socket(e.to_string()),
+                        Some(Ok(frame)) => frame,
+                    };
+                    let bytes = match self.receive_frame(&mut socket, frame).await {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => continue,
+                        Err(end) => return end,
+                    };
+                    let Some(message) = self.decode(&mut socket, &bytes).await else {
+                        continue;
+                    };
+                    if let Err(end) = self.route(&mut socket, message).await {
+                        return end;
+                    }
+                }
+                Some(message) = outbox.recv() => {
+                    if let Err(end) = self.send(&mut socket, &message).await {
+                        return end;
+                    }
+                }
+                _ = self.kill.cancelled() => {
+                    self.send_error(&mut socket, self.peer.as_ref().map(|p| p.remote.clone()),
+                        "too slow: the send queue overflowed; reconnect to resume".into()).await;
+                    Self::close(&mut socket, close_code::AGAIN, "slow client").await;
+                    return End::SlowClient;
+                }
+                _ = self.state.shutdown.cancelled() => {
+                    Self::close(&mut socket, close_code::RESTART, "server shutting down").await;
+                    return End::Shutdown;
+                }
+            }
+        }
+    }
+
+    /// Hands a decoded message to the right document actor.
+    async fn route(&mut self, socket: &mut WebSocket, message: Message) -> Result<(), End> {
+        let Some(peer) = self.peer.clone() else {
+            return Ok(());
+        };
+        let (doc, cmd) = match message {
+            Message::Request {
+                document_id, data, ..
+            } => (
+                document_id,
+                DocCommand::Sync {
+                    peer: peer.clone(),
+                    request: true,
+                    data,
+                    received_at: Instant::now(),
+                },
+            ),
+            Message::Sync {
+                document_id, data, ..
+            } => (
+                document_id,
+                DocCommand::Sync {
+                    peer: peer.clone(),
+                    request: false,
+                    data,
+                    received_at: Instant::now(),
+                },
+            ),
+            message @ Message::Ephemeral { document_id, .. } => {
+                if !self.leases.contains_key(&document_id) {
+                    // Ephemeral messages only reach those who have the document open.
+                    return Ok(());
+                }
+                (
+                    document_id,
+                    DocCommand::Ephemeral {
+                        from: self.conn,
+                        message,
+                    },
+                )
+            }
+            Message::Leave { .. } => return Err(End::ClientClosed),
+            Message::Join { .. } => {
+                self.send_error(socket, Some(peer.remote.clone()), "already joined".into())
+                    .await;
+                return Ok(());
+            }
+            // Nothing to do for the rest (doc-unavailable, error, peer, remote heads and
+            // subscriptions): this server keeps no subscriptions between peers.
+            other => {
+                tracing::debug!(kind = other.type_name(), "ignored message");
+                return Ok(());
+            }
+        };
+        if !self.leases.contains_key(&doc) {
+            let limit = self.state.settings.limits.max_open_documents_per_connection;
+            if self.leases.len() >= limit {
+                self.send_error(
+                    socket,
+                    Some(peer.remote.clone()),
+                    format!("document {doc}: too many open documents on one connection (limit {limit})"),
+                )
+                .await;
+                return Ok(());
+            }
+            let lease = self.state.hub.lease(doc, self.conn);
+            self.leases.insert(doc, lease);
+        }
+        let lease = &self.leases[&doc];
+        if lease.send(cmd).await.is_err() {
+            return Err(End::Shutdown);
+        }
+        Ok(())
+    }
+
+    async fn close_documents(&mut self) {
+        for (_, lease) in self.leases.drain() {
+            lease.release().await;
+        }
+    }
+}

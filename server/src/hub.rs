@@ -1,0 +1,197 @@
+//! The hub: which documents are in memory, and the lease that lets a connection talk to one.
+//!
+//! Each document in use has one actor task (see `hub/doc_actor.rs`) that owns its Automerge
+//! document and the sync sessions of every connection that has it open; all work on a
+//! document is serialized through that actor's bounded command queue, so no lock is ever held
+//! across an `.await`. The hub's own map is behind a std `Mutex` taken only inside short
+//! synchronous functions.
+//!
+//! Memory does not grow with the number of documents ever touched: a connection holds a
+//! [`DocLease`] while it has a document open; when the last lease is gone and the document
+//! has been idle for `document_idle_secs`, its actor removes itself from the map under the
+//! lock (so no new lease can race with it) and exits. The database is the truth; a document in
+//! memory is a cache of it.
+
+mod doc_actor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lianxin_protocol::{DocumentId, Message, PeerId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::settings::Limits;
+use crate::storage::Store;
+
+pub use doc_actor::DocCommand;
+
+/// Identifies one websocket connection within this process.
+pub type ConnId = u64;
+
+/// Capacity of each document actor's command queue. A connection whose command does not fit
+/// waits (backpressure on that connection only).
+const DOC_QUEUE: usize = 256;
+
+/// What a document actor needs to know about a connection to talk to it.
+#[derive(Debug)]
+pub struct Peer {
+    pub conn: ConnId,
+    /// The peer ID the client declared. Used only to address replies (`targetId`); it grants
+    /// nothing.
+    pub remote: PeerId,
+    /// Key for server-side sync state, from the verified token (see `Identity::peer_key`).
+    pub peer_key: Option<String>,
+    /// The connection's bounded send queue.
+    pub outbox: mpsc::Sender<Message>,
+    /// Cancelled to disconnect a client that cannot keep up.
+    pub kill: CancellationToken,
+}
+
+/// Everything a document actor shares with the rest of the server.
+#[derive(Debug)]
+pub struct DocContext {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    pub server_peer: PeerId,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// The registry of documents in memory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DocHub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    docs: Mutex<HashMap<DocumentId, Slot>>,
+    ctx: Arc<DocContext>,
+    next_generation: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    tx: mpsc::Sender<DocCommand>,
+    leases: usize,
+    generation: u64,
+}
+
+impl DocHub {
+    pub fn new(ctx: DocContext) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                docs: Mutex::new(HashMap::new()),
+                ctx: Arc::new(ctx),
+                next_generation: std::sync::atomic::AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn docs(&self) -> MutexGuard<'_, HashMap<DocumentId, Slot>> {
+        // A panic while holding this lock would be a bug in a few lines of map code; the map
+        // itself stays consistent, so keep serving rather than poisoning every connection.
+        self.inner.docs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a lease on `doc` for connection `conn`, starting its actor if it is not in memory.
+    pub fn lease(&self, doc: DocumentId, conn: ConnId) -> DocLease {
+        let mut docs = self.docs();
+        let slot = docs.entry(doc).or_insert_with(|| {
+            let generation = self
+                .inner
+                .next_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel(DOC_QUEUE);
+            doc_actor::spawn(doc, generation, self.clone(), self.inner.ctx.clone(), rx);
+            Slot {
+                tx,
+                leases: 0,
+                generation,
+            }
+        });
+        slot.leases += 1;
+        DocLease {
+            hub: self.clone(),
+            doc,
+            conn,
+            generation: slot.generation,
+            tx: slot.tx.clone(),
+            released: false,
+        }
+    }
+
+    /// Number of documents in memory now.
+    pub fn in_memory(&self) -> usize {
+        self.docs().len()
+    }
+
+    fn release(&self, doc: &DocumentId, generation: u64) {
+        let mut docs = self.docs();
+        if let Some(slot) = docs.get_mut(doc)
+            && slot.generation == generation
+        {
+            slot.leases = slot.leases.saturating_sub(1);
+        }
+    }
+
+    /// Called by an idle actor: removes it from the map if nobody holds a lease. Returns
+    /// whether it was removed (then the actor must exit).
+    fn try_evict(&self, doc: &DocumentId, generation: u64) -> bool {
+        let mut docs = self.docs();
+        match docs.get(doc) {
+            Some(slot) if slot.generation == generation && slot.leases == 0 => {
+                docs.remove(doc);
+                true
+            }
+            Some(slot) if slot.generation == generation => false,
+            // Not ours (should not happen): nothing to remove, and we are not reachable.
+            _ => true,
+        }
+    }
+}
+
+/// A connection's hold on one document in memory. Release it with [`DocLease::release`];
+/// dropping it releases it too, best effort.
+#[derive(Debug)]
+pub struct DocLease {
+    hub: DocHub,
+    doc: DocumentId,
+    conn: ConnId,
+    generation: u64,
+    tx: mpsc::Sender<DocCommand>,
+    released: bool,
+}
+
+/// The document actor is gone (the server is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("document is shutting down")]
+pub struct DocGone;
+
+impl DocLease {
+    /// Sends a command to the document's actor, waiting for room in its queue.
+    pub async fn send(&self, cmd: DocCommand) -> Result<(), DocGone> {
+        self.tx.send(cmd).await.map_err(|_| DocGone)
+    }
+
+    /// Detaches the connection from the document (its sync state is saved) and gives the
+    /// lease back.
+    pub async fn release(mut self) {
+        let _ = self.tx.send(DocCommand::Detach { conn: self.conn }).await;
+        self.hub.release(&self.doc, self.generation);
+        self.released = true;
+    }
+}
+
+impl Drop for DocLease {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.tx.try_send(DocCommand::Detach { conn: self.conn });
+            self.hub.release(&self.doc, self.generation);
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! One document in memory: an actor task that owns the Automerge document and one sync
+//! session per connection that has it open.
+//!
+//! The path of a change: a connection sends [`DocCommand::Sync`]; the actor applies it to the
+//! document through that connection's `DocSession`; if it brought new changes they are
+//! appended to the store and, only once that transaction has committed, the actor replies to
+//! the sender and generates a sync message for every other session (live fan-out). If the
+//! store refuses, or the change would make the document too large, the in-memory document is
+//! thrown away and reloaded from the store, so memory never holds what the database does not.
+//!
+//! Messages to connections go through their bounded outboxes with `try_send`: a full outbox
+//! means a client too slow to keep up, and it is disconnected (it resumes by syncing again).
+//! This actor never blocks on a slow client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use automerge::Automerge;
+use lianxin_protocol::{DocSession, DocumentId, Message};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::Instrument;
+
+use super::{ConnId, DocContext, DocHub, Peer};
+
+/// How often an idle actor checks whether it may leave memory.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Work for a document actor.
+#[derive(Debug)]
+pub enum DocCommand {
+    /// A `request` or `sync` message from a connection.
+    Sync {
+        peer: Arc<Peer>,
+        /// `true` for a `request`: the peer does not have the document and asks for it.
+        request: bool,
+        data: Vec<u8>,
+        received_at: Instant,
+    },
+    /// An ephemeral message to relay to the other connections that have the document open.
+    Ephemeral { from: ConnId, message: Message },
+    /// The connection closed the document or went away.
+    Detach { conn: ConnId },
+}
+
+/// Spawns the actor of `doc`, owned by the context's task tracker.
+pub(super) fn spawn(
+    doc: DocumentId,
+    generation: u64,
+    hub: DocHub,
+    ctx: Arc<DocContext>,
+    rx: mpsc::Receiver<DocCommand>,
+) {
+    ctx.metrics.documents_in_memory.inc();
+    let actor = DocActor {
+        id: doc,
+        generation,
+        hub,
+        ctx: ctx.clone(),
+        loaded: None,
+        sessions: HashMap::new(),
+    };
+    let span = tracing::info_span!("doc", doc_id = %doc);
+    ctx.tracker.spawn(actor.run(rx).instrument(span));
+}
+
+/// The document as loaded from the store, plus what is known about its stored form.
+struct Loaded {
+    doc: Automerge,
+    /// Sequence number of the last stored chunk contained in `doc`.
+    last_seq: i64,
+    size_bytes: i64,
+    chunks_since_snapshot: usize,
+    /// Whether the document exists in the store at all.
+    stored: bool,
+}
+
+struct SessionSlot {
+    peer: Arc<Peer>,
+    session: DocSession,
+}
+
+struct DocActor {
+    id: DocumentId,
+    generation: u64,
+    hub: DocHub,
+    ctx: Arc<DocContext>,
+    loaded: Option<Loaded>,
+    sessions: HashMap<ConnId, SessionSlot>,
+}
+
+/// Why a sync message was not applied. The text goes to the client in an `error` message.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("document {doc}: storage unavailable, try again later")]
+    Storage { doc: DocumentId },
+    #[error("document {doc}: malformed sync message: {reason}")]
+    Malformed { doc: DocumentId, reason: String },
+    #[error("document {doc}: would grow to {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { doc: DocumentId, size: u64, limit: u64 },
+}
+
+impl DocActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<DocCommand>) {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                _ = tokio::time::sleep(IDLE_CHECK) => {
+                    if self.sessions.is_empty() {
+                        let since = *idle_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= self.ctx.limits.document_idle()
+                            && self.hub.try_evict(&self.id, self.generation)
+                        {
+                            self.ctx.metrics.documents_evicted.inc();
+                            break;
+                        }
+                    } else {
+                        idle_since = None;
+                    }
+                    continue;
+                }
+                _ = self.ctx.shutdown.cancelled() => None,
+            };
+            let Some(cmd) = cmd else { break };
+            idle_since = None;
+            self.handle(cmd).await;
+        }
+        // Whatever is still queued (detaches from connections closing at the same time) is
+        // handled so their sync states are saved.
+        rx.close();
+        while let Some(cmd) = rx.recv().await {
+            if let DocCommand::Detach { conn } = cmd {
+                self.detach(conn).await;
+            }
+        }
+        let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+        for conn in conns {
+            self.detach(conn).await;
+        }
+        self.ctx.metrics.documents_in_memory.dec();
+        tracing::debug!("document left memory");
+    }
+
+    async fn handle(&mut self, cmd: DocCommand) {
+        match cmd {
+            DocCommand::Sync {
+                peer,
+                request,
+                data,
+                received_at,
+            } => {
+                if let Err(refusal) = self.on_sync(&peer, request, &data, received_at).await {
+                    tracing::warn!(conn = peer.conn, %refusal, "sync message refused");
+                    self.push(
+                        &peer,
+                        Message::Error {
+                            sender_id: self.ctx.server_peer.clone(),
+                            target_id: Some(peer.remote.clone()),
+                            message: refusal.to_string(),
+                        },
+                    );
+                }
+            }
+            DocCommand::Ephemeral { from, message } => {
+                for (conn, slot) in &self.sessions {
+                    if *conn != from {
+                        let mut message = message.clone();
+                        if let Message::Ephemeral { target_id, .. } = &mut message {
+                            *target_id = slot.peer.remote.clone();
+                        }
+                        push(&self.ctx, &slot.peer, message);
+                    }
+                }
+            }
+            DocCommand::Detach { conn } => self.detach(conn).await,
+        }
+    }
+
+    /// Loads the document from the store if it is not in memory.
+    async fn ensure_loaded(&mut self) -> Result<(), Refusal> {
+        if self.loaded.is_some() {
+            return Ok(());
+        }
+        let stored = self.ctx.store.load(&self.id).await.map_err(|e| {
+            self.ctx.metrics.storage_errors.inc();
+            tracing::error!(error = %e, "loading document failed");
+            Refusal::Storage { doc: self.id }
+        })?;
+        let doc_id = self.id;
+        let loaded = match stored {
+            None => Loaded {
+                doc: Automerge::new(),
+                last_seq: 0,
+                size_bytes: 0,
+                chunks_since_snapshot: 0,
+                stored: false,
+            },
+            Some(stored) => {
+                // Loading a large document is CPU work: keep it off the async workers.
+                let chunks = stored.chunks_since_snapshot();
+                let doc = tokio::task::spawn_blocking(move || {
+                    let mut doc = match &stored.snapshot {
+                        Some(snapshot) => Automerge::load(snapshot)?,
+                        None => Automerge::new(),
+                    };
+                    for chunk in &stored.chunks {
+                        doc.load_incremental(chunk)?;
+                    }
+                    Ok::<_, automerge::AutomergeError>((doc, stored.last_seq, stored.size_bytes))
+                })
+                .await
+                .map_err(|e| Refusal::Malformed {
+                    doc: doc_id,
+                    reason: e.to_string(),
+                })?;
+                let (doc, last_seq, size_bytes) = doc.map_err(|e| {
+                    self.ctx.metrics.storage_errors.inc();
+                    tracing::error!(error = %e, "stored document does not load");
+                    Refusal::Storage { doc: doc_id }
+                })?;
+                Loaded {
+                    doc,
+                    last_seq,
+                    size_bytes,
+                    chunks_since_snapshot: chunks,
+                    stored: true,
+                }
+            }
+        };
+        self.loaded = Some(loaded);
+        Ok(())
+    }
+
+    /// Creates the session of `peer` if it has none, resuming saved sync state.
+    async fn ensure_session(&mut self, peer: &Arc<Peer>) {
+        if self.sessions.contains_key(&peer.conn) {
+            return;
+        }
+        let mut session = DocSession::new();
+        if let Some(key) = &peer.peer_key {
+            match self.ctx.store.load_sync_state(key, &self.id).await {
+                Ok(Some(saved)) => match DocSession::resume(&saved) {
+                    Ok(resumed) => session = resumed,
+                    Err(e) => tracing::warn!(error = %e, "discarding unreadable sync state"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    self.ctx.metrics.storage_errors.inc();
+                    tracing::warn!(error = %e, "loading sync state failed; starting afresh");
+                }
+            }
+        }
+        self.sessions.insert(
+            peer.conn,
+            SessionSlot {
+                peer: peer.clone(),
+                session,
+            },
+        );
+    }
+
+    async fn on_sync(
+        &mut self,
+        peer: &Arc<Peer>,
+        request: bool,
+        data: &[u8],
+        received_at: Instant,
+    ) -> Result<(), Refusal> {
+        self.ensure_loaded().await?;
+        self.ensure_session(peer).await;
+        let doc_id = self.id;
+        let (Some(loaded), Some(slot)) = (self.loaded.as_mut(), self.sessions.get_mut(&peer.conn))
+        else {
+            return Ok(());
+        };
+        let effects = match slot.session.on_message(&mut loaded.doc, data) {
+            Ok(effects) => effects,
+            Err(e) => {
+                self.ctx.metrics.malformed_messages.inc();
+                // A message that fails to apply may have applied part of its changes: drop
+                // the in-memory copy so nothing unstored lingers, and restart this session.
+                slot.session = DocSession::new();
+                self.loaded = None;
+                return Err(Refusal::Malformed {
+                    doc: doc_id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+
+        if let Some(bytes) = &effects.persist {
+            let limit = self.ctx.limits.max_document_bytes;
+            let size = loaded.size_bytes.max(0) as u64 + bytes.len() as u64;
+            if size > limit {
+                slot.session = DocSession::new();
+                self.loaded = None;
+                return Err(Refusal::TooLarge {
+                    doc: doc_id,
+                    size,
+                    limit,
+                });
+            }
+            match self
+                .ctx
+                .store
+                .append(&doc_id, bytes, peer.peer_key.as_deref())
+                .await
+            {
+                Ok(appended) => {
+                    self.ctx.metrics.merges.inc();
+                    self.ctx.metrics.merge_latency.observe(received_at.elapsed());
+                    if appended.seq != loaded.last_seq + 1 {
+                        // Another process appended in between: take in what it stored.
+                        if let Err(e) = catch_up(&self.ctx, &doc_id, loaded).await {
+                            tracing::warn!(error = %e, "catching up with other writers failed");
+                            self.loaded = None;
+                            return Err(Refusal::Storage { doc: doc_id });
+                        }
+                    }
+                    loaded.last_seq = appended.seq;
+                    loaded.size_bytes = appended.size_bytes;
+                    loaded.chunks_since_snapshot += 1;
+                    loaded.stored = true;
+                }
+                Err(e) => {
+                    self.ctx.metrics.storage_errors.inc();
+                    tracing::error!(error = %e, "appending changes failed");
+                    if let Some(slot) = self.sessions.get_mut(&peer.conn) {
+                        slot.session = DocSession::new();
+                    }
+                    self.loaded = None;
+                    return Err(Refusal::Storage { doc: doc_id });
+                }
+            }
+        }
+
+        // Committed (or nothing new): now answer the sender…
+        let reply = if request && !loaded.stored {
+            Some(Message::DocUnavailable {
+                sender_id: self.ctx.server_peer.clone(),
+                target_id: peer.remote.clone(),
+                document_id: doc_id,
+            })
+        } else {
+            effects.send.map(|data| Message::Sync {
+                sender_id: self.ctx.server_peer.clone(),
+                target_id: peer.remote.clone(),
+                document_id: doc_id,
+                data,
+            })
+        };
+        if let Some(reply) = reply {
+            push(&self.ctx, peer, reply);
+        }
+
+        // …and everyone else who has the document open.
+        if effects.heads_changed {
+            for (conn, other) in self.sessions.iter_mut() {
+                if *conn == peer.conn {
+                    continue;
+                }
+                if let Some(data) = other.session.generate(&loaded.doc) {
+                    push(
+                        &self.ctx,
+                        &other.peer,
+                        Message::Sync {
+                            sender_id: self.ctx.server_peer.clone(),
+                            target_id: other.peer.remote.clone(),
+                            document_id: doc_id,
+                            data,
+                        },
+                    );
+                }
+            }
+        }
+
+        if loaded.chunks_since_snapshot >= self.ctx.limits.compact_after_chunks {
+            self.compact().await;
+        }
+        Ok(())
+    }
+
+    /// Writes a fresh snapshot and drops the chunks it contains.
+    async fn compact(&mut self) {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return;
+        };
+        let snapshot = loaded.doc.save();
+        match self
+            .ctx
+            .store
+            .compact(&self.id, &snapshot, loaded.last_seq)
+            .await
+        {
+            Ok(()) => {
+                self.ctx.metrics.compactions.inc();
+                loaded.chunks_since_snapshot = 0;
+                loaded.size_bytes = snapshot.len() as i64;
+            }
+            Err(e) => {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::warn!(error = %e, "compaction failed; will retry after more changes");
+            }
+        }
+    }
+
+    /// Removes a connection's session, saving its sync state for the device's next visit.
+    async fn detach(&mut self, conn: ConnId) {
+        let Some(slot) = self.sessions.remove(&conn) else {
+            return;
+        };
+        if let Some(key) = &slot.peer.peer_key {
+            let state = slot.session.persisted_state();
+            if let Err(e) = self.ctx.store.save_sync_state(key, &self.id, &state).await {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::warn!(error = %e, "saving sync state failed");
+            }
+        }
+    }
+
+    fn push(&self, peer: &Peer, message: Message) {
+        push(&self.ctx, peer, message);
+    }
+}
+
+/// Queues a message for a connection without waiting. A full queue is the slow-client policy:
+/// the connection is closed (the client resyncs on reconnect; nothing is lost).
+fn push(ctx: &DocContext, peer: &Peer, message: Message) {
+    match peer.outbox.try_send(message) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            if !peer.kill.is_cancelled() {
+                ctx.metrics.slow_client_disconnects.inc();
+                tracing::warn!(conn = peer.conn, "send queue full: disconnecting slow client");
+                peer.kill.cancel();
+            }
+        }
+        // The connection is closing; its detach is on the way.
+        Err(TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Loads chunks that other processes appended after `loaded.last_seq`.
+async fn catch_up(
+    ctx: &DocContext,
+    doc: &DocumentId,
+    loaded: &mut Loaded,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let chunks = ctx.store.chunks_after(doc, loaded.last_seq).await?;
+    for (_, chunk) in chunks {
+        loaded.doc.load_incremental(&chunk)?;
+        loaded.chunks_since_snapshot += 1;
+    }
+    Ok(())
+}

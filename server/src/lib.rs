@@ -1,0 +1,36 @@
+//! Lianxin sync server: merges Automerge documents edited offline on field devices durably
+//! into Postgres (or the embedded SQLite default) and pushes them to every connected device
+//! that has them open. Speaks the automerge-repo websocket protocol, so stock automerge-repo
+//! clients work alongside our SDK.
+//!
+//! # Layout
+//! - [`startup`]: `Application::build` and `run_until`; the shutdown signal.
+//! - [`settings`]: typed settings from defaults, a file and `LIANXIN_*` variables.
+//! - [`cli`]: the `lianxin-server` command line (`serve`, `migrate`, `token`).
+//! - [`state`]: the one `AppState`.
+//! - [`auth`]: token verification and signing; the `Authenticated` extractor.
+//! - [`routes`]: HTTP routes: `/v1/sync`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`connection`]: one websocket connection: handshake, routing, outbox.
+//! - [`hub`]: documents in memory, one actor each, with leases and idle eviction.
+//! - [`storage`]: the `Store` with its Postgres and SQLite backends (the only sqlx user).
+//! - [`metrics`]: Prometheus counters, gauges and the merge latency histogram.
+//! - [`error`]: `ApiError`, the one error type of the HTTP surface.
+//! - [`telemetry`]: log set-up.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod connection;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,0 +1,39 @@
+//! `GET /v1/sync`: authenticates, takes a slot under the connection limit, and upgrades to the
+//! websocket served by `connection::run`. Refusals happen here, before the upgrade, as plain
+//! HTTP errors with a JSON body (401 for tokens, 503 when full).
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::Response;
+
+use crate::auth::Authenticated;
+use crate::connection;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Frames and messages above the configured limit are read up to this multiple of it, so that
+/// a slightly oversized message gets a clear `error` message rather than a dropped socket.
+const HARD_LIMIT_FACTOR: usize = 4;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Authenticated(identity): Authenticated,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let permit = state.connection_slots.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.connections_rejected.inc();
+        ApiError::Unavailable("too many connections; retry later".into())
+    })?;
+    let hard_limit = state
+        .settings
+        .limits
+        .max_message_bytes
+        .saturating_mul(HARD_LIMIT_FACTOR);
+    let tracker = state.tracker.clone();
+    Ok(ws
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| {
+            tracker.track_future(connection::run(socket, state, identity, permit))
+        }))
+}

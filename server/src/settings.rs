@@ -1,0 +1,228 @@
+//! Typed settings: built-in defaults, then an optional TOML file, then `LIANXIN_*` environment
+//! variables (nested keys with `__`, e.g. `LIANXIN_LIMITS__MAX_CONNECTIONS`), then the plain
+//! `DATABASE_URL` variable, then command-line flags (applied by the caller).
+//!
+//! Secrets (database URL, HS256 secret) are `SecretString`s: they never appear in `Debug`
+//! output or logs. This module reads configuration; it does not open files other than the
+//! settings file, nor connect anywhere.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// All settings of one server process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `postgres://…` or `sqlite:…`. When absent, an SQLite file in `data_dir` is used.
+    pub database_url: Option<SecretString>,
+    /// Directory for the embedded database and the generated signing key.
+    pub data_dir: PathBuf,
+    /// `text` (default) or `json` log lines.
+    pub log_format: LogFormat,
+    pub auth: AuthSettings,
+    pub limits: Limits,
+    pub database: DatabaseSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Text,
+            auth: AuthSettings::default(),
+            limits: Limits::default(),
+            database: DatabaseSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How tokens are verified (and, for the `token` command, signed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// Shared HS256 secret. When neither this nor `public_key_file` is set, a secret is
+    /// generated in the data directory on first start and reused afterwards.
+    pub hs256_secret: Option<SecretString>,
+    /// PEM public key for RS256 or EdDSA verification.
+    pub public_key_file: Option<PathBuf>,
+    /// PEM private key matching `public_key_file`, needed only to issue tokens.
+    pub private_key_file: Option<PathBuf>,
+    /// `RS256` or `EdDSA` when a public key file is given.
+    pub algorithm: Option<String>,
+    /// Allowed clock skew when checking `exp`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "lianxin".into(),
+            audience: "lianxin-sync".into(),
+            hs256_secret: None,
+            public_key_file: None,
+            private_key_file: None,
+            algorithm: None,
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// Limits enforced at the edge. Every one of them produces a typed error to the client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest accepted websocket message, in bytes. Larger ones get an `error` message and
+    /// the connection is closed with code 1009.
+    pub max_message_bytes: usize,
+    /// Largest stored size of one document (snapshot plus change log), in bytes.
+    pub max_document_bytes: u64,
+    /// Most concurrent websocket connections; more get HTTP 503 at the upgrade.
+    pub max_connections: usize,
+    /// Most documents one connection may have open at once.
+    pub max_open_documents_per_connection: usize,
+    /// Capacity of each connection's send queue. When it is full the client is too slow to
+    /// keep up: it is disconnected (it resumes by syncing again on reconnect; nothing is lost).
+    pub send_queue: usize,
+    /// Seconds a client has to send `join` after the upgrade.
+    pub handshake_timeout_secs: u64,
+    /// Seconds one websocket send may take before the client counts as stalled.
+    pub send_timeout_secs: u64,
+    /// Seconds a document stays in memory after its last connection closed it.
+    pub document_idle_secs: u64,
+    /// Change chunks after which a document is compacted into a new snapshot.
+    pub compact_after_chunks: usize,
+    /// Timeout of plain HTTP requests.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 8 * 1024 * 1024,
+            max_document_bytes: 64 * 1024 * 1024,
+            max_connections: 25_000,
+            max_open_documents_per_connection: 100_000,
+            send_queue: 1024,
+            handshake_timeout_secs: 10,
+            send_timeout_secs: 30,
+            document_idle_secs: 30,
+            compact_after_chunks: 64,
+            http_timeout_secs: 30,
+        }
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
+    }
+    pub fn document_idle(&self) -> Duration {
+        Duration::from_secs(self.document_idle_secs)
+    }
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+/// Errors while reading settings.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings: {0}")]
+pub struct SettingsError(#[from] Box<figment::Error>);
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("LIANXIN_").split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        figment.extract().map_err(|e| SettingsError(Box::new(e)))
+    }
+
+    /// The database URL in effect: the configured one, or the embedded SQLite file.
+    pub fn effective_database_url(&self) -> SecretString {
+        match &self.database_url {
+            Some(url) if !url.expose_secret().is_empty() => url.clone(),
+            _ => {
+                let path = self.data_dir.join("lianxin.db");
+                SecretString::from(format!("sqlite://{}", path.display()))
+            }
+        }
+    }
+}
+
+/// Shows a database URL with any password replaced, for logs.
+pub fn redacted_url(url: &SecretString) -> String {
+    let raw = url.expose_secret();
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &raw[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &raw[..scheme_end], user, &raw[at + 1..])
+        }
+        _ => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_password_but_keeps_host() {
+        let url = SecretString::from("postgres://app:hunter2@db:5432/lianxin".to_string());
+        let shown = redacted_url(&url);
+        assert!(!shown.contains("hunter2"));
+        assert_eq!(shown, "postgres://app:***@db:5432/lianxin");
+    }
+
+    #[test]
+    fn debug_never_prints_the_database_url() {
+        let settings = Settings {
+            database_url: Some(SecretString::from("postgres://a:secretpw@h/d".to_string())),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("secretpw"));
+    }
+}

@@ -1,0 +1,401 @@
+//! Durable storage of documents: one [`Store`] with two real backends, Postgres for production
+//! and SQLite as the embedded zero-set-up default.
+//!
+//! A document is an append-only log of change chunks (`document_changes`) plus a compacted
+//! snapshot on its `documents` row. Appending bumps `documents.last_seq` under that row's lock,
+//! so the chunks of one document are numbered densely in commit order even when several server
+//! processes share one Postgres: the database is the truth, and a process that sees a sequence
+//! number jump knows another process appended in between and catches up with
+//! [`Store::chunks_after`].
+//!
+//! This module owns every SQL statement and every row type; nothing outside it knows sqlx.
+//! The statements are plain SQL that both Postgres and SQLite accept, so both backends share
+//! one implementation, written once in the `store_impl!` macro of this file.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use lianxin_protocol::DocumentId;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer. They are logged by the caller and never sent to clients
+/// verbatim: a client sees "storage unavailable".
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url (expected postgres:// or sqlite:)")]
+    UnsupportedUrl,
+    #[error("stored document id {0:?} is invalid")]
+    BadDocumentId(String),
+}
+
+/// Pool settings that apply to both backends.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What is stored of one document: the latest snapshot (if any) and the chunks after it.
+#[derive(Debug, Clone, Default)]
+pub struct StoredDocument {
+    pub snapshot: Option<Vec<u8>>,
+    /// Chunks appended after the snapshot, in sequence order.
+    pub chunks: Vec<Vec<u8>>,
+    /// Sequence number of the last chunk included in `snapshot` + `chunks`.
+    pub last_seq: i64,
+    /// Sum of the stored bytes (snapshot and chunks), used for the document size limit.
+    pub size_bytes: i64,
+}
+
+impl StoredDocument {
+    /// Number of chunks stored after the snapshot: when it grows, it is time to compact.
+    pub fn chunks_since_snapshot(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// A chunk appended to a document's log, as [`Store::append`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: i64,
+    pub size_bytes: i64,
+}
+
+/// The durable store. Cheap to clone: each variant wraps a connection pool.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+/// Dispatches one method call to the backend behind the enum.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($s) => $call,
+            Store::Sqlite($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`). Does not run migrations.
+    pub async fn connect(url: &SecretString, pool: &PoolConfig) -> Result<Self, StorageError> {
+        let raw = url.expose_secret();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::connect(raw, pool).await?))
+        } else if raw.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::connect(raw, pool).await?))
+        } else {
+            Err(StorageError::UnsupportedUrl)
+        }
+    }
+
+    /// Which backend this is, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Brings the schema up to date. Safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    /// Checks that the database answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// The storage ID shared by every server process on this database, created on first use.
+    pub async fn storage_id(&self) -> Result<String, StorageError> {
+        dispatch!(self, s => s.storage_id().await)
+    }
+
+    /// Loads a document, or `None` if it was never stored.
+    pub async fn load(&self, doc: &DocumentId) -> Result<Option<StoredDocument>, StorageError> {
+        dispatch!(self, s => s.load(doc).await)
+    }
+
+    /// Appends one chunk of changes, creating the document if needed. Returns once the
+    /// transaction has committed: only then may the changes be acknowledged.
+    pub async fn append(
+        &self,
+        doc: &DocumentId,
+        data: &[u8],
+        peer_key: Option<&str>,
+    ) -> Result<Appended, StorageError> {
+        dispatch!(self, s => s.append(doc, data, peer_key).await)
+    }
+
+    /// Chunks with a sequence number above `seq` (appended by other processes), in order.
+    pub async fn chunks_after(
+        &self,
+        doc: &DocumentId,
+        seq: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        dispatch!(self, s => s.chunks_after(doc, seq).await)
+    }
+
+    /// Replaces the snapshot with `snapshot`, which contains every chunk up to `up_to_seq`,
+    /// and deletes those chunks, in one transaction.
+    pub async fn compact(
+        &self,
+        doc: &DocumentId,
+        snapshot: &[u8],
+        up_to_seq: i64,
+    ) -> Result<(), StorageError> {
+        dispatch!(self, s => s.compact(doc, snapshot, up_to_seq).await)
+    }
+
+    /// The sync state saved for (`peer_key`, `doc`), if any.
+    pub async fn load_sync_state(
+        &self,
+        peer_key: &str,
+        doc: &DocumentId,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        dispatch!(self, s => s.load_sync_state(peer_key, doc).await)
+    }
+
+    /// Saves the sync state for (`peer_key`, `doc`).
+    pub async fn save_sync_state(
+        &self,
+        peer_key: &str,
+        doc: &DocumentId,
+        state: &[u8],
+    ) -> Result<(), StorageError> {
+        dispatch!(self, s => s.save_sync_state(peer_key, doc, state).await)
+    }
+
+    /// Number of stored documents (for tests and admin figures).
+    pub async fn count_documents(&self) -> Result<i64, StorageError> {
+        dispatch!(self, s => s.count_documents().await)
+    }
+}
+
+/// The backend-independent implementation. Every statement here is accepted by both Postgres
+/// and SQLite (`$n` parameters, `ON CONFLICT`, `RETURNING`, `CURRENT_TIMESTAMP`), so the two
+/// backends differ only in how they connect and which migrations they embed.
+macro_rules! store_impl {
+    ($store:ty, $migrator:expr) => {
+        impl $store {
+            pub(super) async fn migrate(&self) -> Result<(), super::StorageError> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            pub(super) async fn ping(&self) -> Result<(), super::StorageError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            pub(super) async fn storage_id(&self) -> Result<String, super::StorageError> {
+                let fresh = format!("lianxin-{}", lianxin_protocol::DocumentId::random());
+                sqlx::query(
+                    "INSERT INTO server_meta (key, value) VALUES ('storage_id', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&fresh)
+                .execute(&self.pool)
+                .await?;
+                let id: String =
+                    sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'storage_id'")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(id)
+            }
+
+            #[tracing::instrument(skip_all, fields(doc_id = %doc), err)]
+            pub(super) async fn load(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+            ) -> Result<Option<super::StoredDocument>, super::StorageError> {
+                let id = doc.to_string();
+                let mut tx = self.pool.begin().await?;
+                let row: Option<(Option<Vec<u8>>, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT snapshot, snapshot_seq, last_seq, size_bytes \
+                     FROM documents WHERE id = $1",
+                )
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((snapshot, snapshot_seq, last_seq, size_bytes)) = row else {
+                    return Ok(None);
+                };
+                let chunks: Vec<(Vec<u8>,)> = sqlx::query_as(
+                    "SELECT data FROM document_changes \
+                     WHERE document_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                )
+                .bind(&id)
+                .bind(snapshot_seq)
+                .bind(last_seq)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(super::StoredDocument {
+                    snapshot,
+                    chunks: chunks.into_iter().map(|(data,)| data).collect(),
+                    last_seq,
+                    size_bytes,
+                }))
+            }
+
+            #[tracing::instrument(skip_all, fields(doc_id = %doc, bytes = data.len()), err)]
+            pub(super) async fn append(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+                data: &[u8],
+                peer_key: Option<&str>,
+            ) -> Result<super::Appended, super::StorageError> {
+                let id = doc.to_string();
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("INSERT INTO documents (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                let (seq, size_bytes): (i64, i64) = sqlx::query_as(
+                    "UPDATE documents SET last_seq = last_seq + 1, \
+                     size_bytes = size_bytes + $2, updated_at = CURRENT_TIMESTAMP \
+                     WHERE id = $1 RETURNING last_seq, size_bytes",
+                )
+                .bind(&id)
+                .bind(data.len() as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO document_changes (document_id, seq, data, peer_key) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&id)
+                .bind(seq)
+                .bind(data)
+                .bind(peer_key)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(super::Appended { seq, size_bytes })
+            }
+
+            pub(super) async fn chunks_after(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+                seq: i64,
+            ) -> Result<Vec<(i64, Vec<u8>)>, super::StorageError> {
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT seq, data FROM document_changes \
+                     WHERE document_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .bind(doc.to_string())
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            #[tracing::instrument(skip_all, fields(doc_id = %doc, up_to_seq), err)]
+            pub(super) async fn compact(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+                snapshot: &[u8],
+                up_to_seq: i64,
+            ) -> Result<(), super::StorageError> {
+                let id = doc.to_string();
+                let mut tx = self.pool.begin().await?;
+                // Only move the snapshot forward: a slower process must not replace a newer
+                // snapshot with an older one.
+                let updated = sqlx::query(
+                    "UPDATE documents SET snapshot = $2, snapshot_seq = $3 \
+                     WHERE id = $1 AND snapshot_seq < $3",
+                )
+                .bind(&id)
+                .bind(snapshot)
+                .bind(up_to_seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 1 {
+                    sqlx::query(
+                        "DELETE FROM document_changes WHERE document_id = $1 AND seq <= $2",
+                    )
+                    .bind(&id)
+                    .bind(up_to_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    // The stored size is now the snapshot plus what came after it.
+                    sqlx::query(
+                        "UPDATE documents SET size_bytes = $2 + COALESCE((SELECT SUM(LENGTH(data)) \
+                         FROM document_changes WHERE document_id = $1), 0) WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .bind(snapshot.len() as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn load_sync_state(
+                &self,
+                peer_key: &str,
+                doc: &lianxin_protocol::DocumentId,
+            ) -> Result<Option<Vec<u8>>, super::StorageError> {
+                let state: Option<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT state FROM sync_states WHERE peer_key = $1 AND document_id = $2",
+                )
+                .bind(peer_key)
+                .bind(doc.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(state)
+            }
+
+            pub(super) async fn save_sync_state(
+                &self,
+                peer_key: &str,
+                doc: &lianxin_protocol::DocumentId,
+                state: &[u8],
+            ) -> Result<(), super::StorageError> {
+                sqlx::query(
+                    "INSERT INTO sync_states (peer_key, document_id, state) VALUES ($1, $2, $3) \
+                     ON CONFLICT (peer_key, document_id) \
+                     DO UPDATE SET state = excluded.state, updated_at = CURRENT_TIMESTAMP",
+                )
+                .bind(peer_key)
+                .bind(doc.to_string())
+                .bind(state)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            pub(super) async fn count_documents(&self) -> Result<i64, super::StorageError> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n)
+            }
+        }
+    };
+}
+use store_impl;

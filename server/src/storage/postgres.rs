@@ -1,0 +1,25 @@
+//! The Postgres backend: production storage, shareable by several server processes.
+//! Only connection set-up lives here; the statements are shared with SQLite (`store_impl!`).
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::{PoolConfig, StorageError};
+
+/// Documents in Postgres.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(super) async fn connect(url: &str, config: &PoolConfig) -> Result<Self, StorageError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+super::store_impl!(PgStore, sqlx::migrate!("../migrations/postgres"));

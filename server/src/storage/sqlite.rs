@@ -1,0 +1,33 @@
+//! The SQLite backend: the embedded default, a single file under the data directory, so the
+//! server runs with zero set-up. WAL mode lets readers proceed while one writer commits.
+//! Only connection set-up lives here; the statements are shared with Postgres (`store_impl!`).
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::{PoolConfig, StorageError};
+
+/// Documents in one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub(super) async fn connect(url: &str, config: &PoolConfig) -> Result<Self, StorageError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(config.acquire_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+super::store_impl!(SqliteStore, sqlx::migrate!("../migrations/sqlite"));

@@ -1,0 +1,640 @@
+//! Tests for [`Message`] encoding and decoding: round trips, byte-exact agreement with what cbor-x
+//! writes, leniency where JavaScript is lenient, and no panics on hostile input.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::DocumentIdError;
+
+const DOC: &str = "4NMNnkMhL8jXrdJ9jamS58PAVdXu";
+
+fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+fn storage(s: &str) -> StorageId {
+    StorageId::new(s).unwrap()
+}
+
+fn doc() -> DocumentId {
+    DOC.parse().unwrap()
+}
+
+/// One message of every variant, with optional parts both present and absent.
+fn samples() -> Vec<Message> {
+    vec![
+        Message::Join {
+            sender_id: peer("client"),
+            supported_protocol_versions: vec!["1".into()],
+            peer_metadata: Some(PeerMetadata {
+                storage_id: Some(storage("client-storage")),
+                is_ephemeral: false,
+            }),
+        },
+        Message::Join {
+            sender_id: peer("client"),
+            supported_protocol_versions: vec!["1".into(), "2".into()],
+            peer_metadata: None,
+        },
+        Message::Peer {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            selected_protocol_version: "1".into(),
+            peer_metadata: Some(PeerMetadata {
+                storage_id: None,
+                is_ephemeral: true,
+            }),
+        },
+        Message::Leave {
+            sender_id: peer("client"),
+        },
+        Message::Request {
+            sender_id: peer("client"),
+            target_id: peer("server"),
+            document_id: doc(),
+            data: vec![0x42, 1, 2, 3],
+        },
+        Message::Sync {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            document_id: doc(),
+            data: vec![7; 300],
+        },
+        Message::DocUnavailable {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            document_id: doc(),
+        },
+        Message::Ephemeral {
+            sender_id: peer("client"),
+            target_id: peer("server"),
+            document_id: doc(),
+            session_id: "session-9".into(),
+            count: 5_000_000_000,
+            data: vec![0xa1, 0x61, 0x78, 0x01],
+        },
+        Message::Error {
+            sender_id: peer("server"),
+            target_id: Some(peer("client")),
+            message: "unsupported protocol version".into(),
+        },
+        Message::Error {
+            sender_id: peer("server"),
+            target_id: None,
+            message: "frame too large".into(),
+        },
+        Message::RemoteSubscriptionChange {
+            sender_id: peer("client"),
+            target_id: peer("server"),
+            add: vec![storage("a"), storage("b")],
+            remove: vec![],
+        },
+        Message::RemoteHeadsChanged {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            document_id: doc(),
+            new_heads: vec![
+                (
+                    storage("s1"),
+                    RemoteHeads {
+                        heads: vec!["2cRxq7o4yVJK3sUm8WpQhtA3W9ZNDiAjF6uU7nGBq9Na8".into()],
+                        timestamp: 1_735_689_600_123,
+                    },
+                ),
+                (
+                    storage("s2"),
+                    RemoteHeads {
+                        heads: vec![],
+                        timestamp: 17,
+                    },
+                ),
+            ],
+        },
+    ]
+}
+
+#[test]
+fn every_variant_round_trips() {
+    let samples = samples();
+    let names: std::collections::BTreeSet<_> = samples.iter().map(Message::type_name).collect();
+    assert_eq!(names.len(), 10, "samples must cover every variant");
+    for message in samples {
+        let bytes = message.encode();
+        assert_eq!(Message::decode(&bytes), Ok(message.clone()), "{message:?}");
+    }
+}
+
+#[test]
+fn accessors_report_ids() {
+    let sync = &samples()[5];
+    assert_eq!(sync.type_name(), "sync");
+    assert_eq!(sync.sender_id(), &peer("server"));
+    assert_eq!(sync.target_id(), Some(&peer("client")));
+    assert_eq!(sync.document_id(), Some(doc()));
+    let join = &samples()[0];
+    assert_eq!(join.document_id(), None);
+    assert_eq!(join.target_id(), None);
+}
+
+/// CBOR pieces, spelled out so the expected bytes below read like the cbor-x output they copy.
+fn text(s: &str) -> Vec<u8> {
+    assert!(s.len() < 256);
+    let mut out = if s.len() < 24 {
+        vec![0x60 | s.len() as u8]
+    } else {
+        vec![0x78, s.len() as u8]
+    };
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// The bytes cbor-x writes for the object `DocSynchronizer` emits, after `NetworkSubsystem`
+/// appends `senderId`: `{ type, targetId, data, documentId, senderId }`.
+fn cbor_x_sync_bytes(data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0xb9, 0x00, 0x05]; // a plain object: map, 16-bit length 5
+    b.extend(text("type"));
+    b.extend(text("sync"));
+    b.extend(text("targetId"));
+    b.extend(text("server"));
+    b.extend(text("data"));
+    assert!((24..256).contains(&data.len()));
+    b.extend([0x58, data.len() as u8]); // Uint8Array, untagged: byte string, 1-byte length
+    b.extend(data);
+    b.extend(text("documentId"));
+    b.extend([0x78, 28]); // a 28-character document ID needs a 1-byte length
+    b.extend(DOC.as_bytes());
+    b.extend(text("senderId"));
+    b.extend(text("client-1"));
+    b
+}
+
+#[test]
+fn sync_bytes_match_cbor_x_exactly() {
+    let data: Vec<u8> = (0..30).collect();
+    let expected = cbor_x_sync_bytes(&data);
+    let message = Message::Sync {
+        sender_id: peer("client-1"),
+        target_id: peer("server"),
+        document_id: doc(),
+        data,
+    };
+    assert_eq!(Message::decode(&expected), Ok(message.clone()));
+    assert_eq!(message.encode(), expected);
+}
+
+#[test]
+fn peer_bytes_match_the_websocket_server_adapter() {
+    // WebSocketServerAdapter sends { type, senderId, peerMetadata, selectedProtocolVersion,
+    // targetId }, and Repo builds peerMetadata as { storageId, isEphemeral }.
+    let mut expected = vec![0xb9, 0x00, 0x05];
+    expected.extend(text("type"));
+    expected.extend(text("peer"));
+    expected.extend(text("senderId"));
+    expected.extend(text("server"));
+    expected.extend(text("peerMetadata"));
+    expected.extend([0xb9, 0x00, 0x02]);
+    expected.extend(text("storageId"));
+    expected.extend(text("store-1"));
+    expected.extend(text("isEphemeral"));
+    expected.push(0xf4);
+    expected.extend(text("selectedProtocolVersion"));
+    expected.extend(text("1"));
+    expected.extend(text("targetId"));
+    expected.extend(text("client"));
+
+    let message = Message::Peer {
+        sender_id: peer("server"),
+        target_id: peer("client"),
+        selected_protocol_version: "1".into(),
+        peer_metadata: Some(PeerMetadata {
+            storage_id: Some(storage("store-1")),
+            is_ephemeral: false,
+        }),
+    };
+    assert_eq!(message.encode(), expected);
+    assert_eq!(Message::decode(&expected), Ok(message));
+}
+
+#[test]
+fn large_numbers_are_written_as_float64_like_cbor_x() {
+    let message = Message::Ephemeral {
+        sender_id: peer("c"),
+        target_id: peer("s"),
+        document_id: doc(),
+        session_id: "x".into(),
+        count: 1 << 33,
+        data: vec![1],
+    };
+    let bytes = message.encode();
+    let float = [&[0xfb][..], &((1u64 << 33) as f64).to_be_bytes()].concat();
+    assert!(bytes.windows(9).any(|w| w == float.as_slice()));
+    assert_eq!(Message::decode(&bytes), Ok(message));
+}
+
+#[test]
+fn decodes_any_key_order_and_minimal_map_headers() {
+    // The order `type, senderId, targetId, documentId, data`, with a 1-byte map header as a
+    // generic CBOR encoder would write it.
+    let mut b = vec![0xa5];
+    b.extend(text("type"));
+    b.extend(text("sync"));
+    b.extend(text("senderId"));
+    b.extend(text("client-1"));
+    b.extend(text("targetId"));
+    b.extend(text("server"));
+    b.extend(text("documentId"));
+    b.extend(text(DOC));
+    b.extend(text("data"));
+    b.extend([0x43, 1, 2, 3]);
+    assert_eq!(
+        Message::decode(&b),
+        Ok(Message::Sync {
+            sender_id: peer("client-1"),
+            target_id: peer("server"),
+            document_id: doc(),
+            data: vec![1, 2, 3],
+        })
+    );
+}
+
+/// Encodes a generic CBOR value with ciborium, for hand-built inputs.
+fn cbor(value: &ciborium::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).unwrap();
+    out
+}
+
+fn map(entries: Vec<(&str, ciborium::Value)>) -> ciborium::Value {
+    ciborium::Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (ciborium::Value::Text(k.into()), v))
+            .collect(),
+    )
+}
+
+fn t(s: &str) -> ciborium::Value {
+    ciborium::Value::Text(s.into())
+}
+
+#[test]
+fn accepts_what_javascript_may_send() {
+    use ciborium::Value;
+    // Tag 64 around the data, a float count, an undefined storageId (ciborium reads `undefined`
+    // as Null), and an unknown key.
+    let ephemeral = map(vec![
+        ("type", t("ephemeral")),
+        ("targetId", t("s")),
+        ("documentId", t(DOC)),
+        ("data", Value::Tag(64, Box::new(Value::Bytes(vec![9, 9])))),
+        ("count", Value::Float(3.0)),
+        ("sessionId", t("abc")),
+        ("senderId", t("c")),
+        ("somethingNew", Value::Array(vec![Value::Null])),
+    ]);
+    assert_eq!(
+        Message::decode(&cbor(&ephemeral)),
+        Ok(Message::Ephemeral {
+            sender_id: peer("c"),
+            target_id: peer("s"),
+            document_id: doc(),
+            session_id: "abc".into(),
+            count: 3,
+            data: vec![9, 9],
+        })
+    );
+
+    let mut join = vec![0xb9, 0x00, 0x03];
+    join.extend(text("type"));
+    join.extend(text("join"));
+    join.extend(text("senderId"));
+    join.extend(text("c"));
+    join.extend(text("peerMetadata"));
+    join.extend([0xb9, 0x00, 0x02]);
+    join.extend(text("storageId"));
+    join.push(0xf7); // undefined: a repo without storage
+    join.extend(text("isEphemeral"));
+    join.push(0xf5);
+    assert_eq!(
+        Message::decode(&join),
+        Ok(Message::Join {
+            sender_id: peer("c"),
+            // No supportedProtocolVersions: a pre-versioning client, which speaks "1".
+            supported_protocol_versions: vec!["1".into()],
+            peer_metadata: Some(PeerMetadata {
+                storage_id: None,
+                is_ephemeral: true,
+            }),
+        })
+    );
+}
+
+#[test]
+fn reports_what_is_wrong() {
+    use ciborium::Value;
+    let sync = |fields: Vec<(&str, Value)>| Message::decode(&cbor(&map(fields)));
+
+    assert_eq!(
+        sync(vec![("type", t("gossip")), ("senderId", t("c"))]),
+        Err(DecodeError::UnknownType("gossip".into()))
+    );
+    assert_eq!(
+        sync(vec![("senderId", t("c"))]),
+        Err(DecodeError::MissingField { field: "type" })
+    );
+    assert_eq!(
+        sync(vec![
+            ("type", t("sync")),
+            ("senderId", t("c")),
+            ("targetId", t("s")),
+            ("documentId", t(DOC)),
+        ]),
+        Err(DecodeError::MissingField { field: "data" })
+    );
+    assert_eq!(
+        sync(vec![
+            ("type", t("sync")),
+            ("senderId", t("c")),
+            ("targetId", t("s")),
+            ("documentId", t(DOC)),
+            ("data", t("not bytes")),
+        ]),
+        Err(DecodeError::InvalidField {
+            field: "data",
+            expected: "a byte string"
+        })
+    );
+    assert_eq!(
+        sync(vec![
+            ("type", t("doc-unavailable")),
+            ("senderId", t("c")),
+            ("targetId", t("s")),
+            ("documentId", t("automerge:nope")),
+        ]),
+        Err(DecodeError::InvalidDocumentId {
+            field: "documentId",
+            source: DocumentIdError::WrongLength { len: 3 }
+        })
+    );
+    assert_eq!(
+        sync(vec![("type", t("leave")), ("senderId", t(""))]),
+        Err(DecodeError::InvalidId {
+            field: "senderId",
+            source: crate::PeerIdError::Empty
+        })
+    );
+    assert_eq!(
+        sync(vec![
+            ("type", t("ephemeral")),
+            ("senderId", t("c")),
+            ("targetId", t("s")),
+            ("documentId", t(DOC)),
+            ("sessionId", t("x")),
+            ("count", Value::Float(1.5)),
+            ("data", Value::Bytes(vec![])),
+        ]),
+        Err(DecodeError::InvalidField {
+            field: "count",
+            expected: "a whole number from 0 to 2^53 - 1"
+        })
+    );
+    let long_type = "x".repeat(10_000);
+    let Err(DecodeError::UnknownType(echoed)) =
+        sync(vec![("type", t(&long_type)), ("senderId", t("c"))])
+    else {
+        panic!("expected UnknownType");
+    };
+    assert!(echoed.len() < 100, "error messages must not echo huge input");
+
+    assert_eq!(
+        Message::decode(&cbor(&t("sync"))),
+        Err(DecodeError::NotAMap)
+    );
+    assert_eq!(Message::decode(&[]), Err(DecodeError::Truncated));
+    assert_eq!(Message::decode(&[0xb9, 0x00]), Err(DecodeError::Truncated));
+    let mut trailing = samples()[3].encode();
+    trailing.extend([0, 0]);
+    assert_eq!(
+        Message::decode(&trailing),
+        Err(DecodeError::TrailingBytes { count: 2 })
+    );
+    assert!(matches!(
+        Message::decode(&[0xff]),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    // 100 000 nested one-element arrays inside the `data` field.
+    let mut b = vec![0xa1];
+    b.extend(text("type"));
+    b.extend(std::iter::repeat_n(0x81, 100_000));
+    b.push(0x00);
+    assert_eq!(Message::decode(&b), Err(DecodeError::TooDeep));
+    // Nested tags and maps are limited too.
+    let tags: Vec<u8> = std::iter::repeat_n(0xc1, 100_000).chain([0x00]).collect();
+    assert_eq!(Message::decode(&tags), Err(DecodeError::TooDeep));
+    let maps: Vec<u8> = std::iter::repeat_n([0xa1, 0x00], 100_000)
+        .flatten()
+        .chain([0x00])
+        .collect();
+    assert_eq!(Message::decode(&maps), Err(DecodeError::TooDeep));
+}
+
+#[test]
+fn huge_declared_lengths_fail_without_allocating() {
+    // A byte string that claims 2^63 bytes, then ends.
+    let mut b = vec![0xa1];
+    b.extend(text("data"));
+    b.extend([0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(Message::decode(&b), Err(DecodeError::Truncated));
+    // An array that claims 2^32 elements.
+    let array = [0x9a, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(Message::decode(&array), Err(DecodeError::Truncated));
+}
+
+fn arb_peer_id() -> impl Strategy<Value = PeerId> + Clone {
+    "[a-zA-Z0-9_ -]{1,40}".prop_map(|s| PeerId::new(s).unwrap())
+}
+
+fn arb_storage_id() -> impl Strategy<Value = StorageId> + Clone {
+    "[a-f0-9-]{1,36}".prop_map(|s| StorageId::new(s).unwrap())
+}
+
+fn arb_document_id() -> impl Strategy<Value = DocumentId> + Clone {
+    any::<[u8; 16]>().prop_map(DocumentId::from_bytes)
+}
+
+fn arb_metadata() -> impl Strategy<Value = Option<PeerMetadata>> {
+    proptest::option::of((proptest::option::of(arb_storage_id()), any::<bool>()).prop_map(
+        |(storage_id, is_ephemeral)| PeerMetadata {
+            storage_id,
+            is_ephemeral,
+        },
+    ))
+}
+
+/// Whole numbers that survive the trip through a JavaScript number.
+fn arb_js_whole() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..100, 0u64..=u64::from(u32::MAX), 0u64..(1 << 53)]
+}
+
+fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..300)
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    let ids = (arb_peer_id(), arb_peer_id(), arb_document_id());
+    prop_oneof![
+        (
+            arb_peer_id(),
+            proptest::collection::vec("[0-9]{1,3}", 0..3),
+            arb_metadata()
+        )
+            .prop_map(|(sender_id, versions, peer_metadata)| Message::Join {
+                sender_id,
+                supported_protocol_versions: versions,
+                peer_metadata,
+            }),
+        (arb_peer_id(), arb_peer_id(), "[0-9]{1,3}", arb_metadata()).prop_map(
+            |(sender_id, target_id, version, peer_metadata)| Message::Peer {
+                sender_id,
+                target_id,
+                selected_protocol_version: version,
+                peer_metadata,
+            }
+        ),
+        arb_peer_id().prop_map(|sender_id| Message::Leave { sender_id }),
+        (ids.clone(), arb_bytes()).prop_map(|((s, t, d), data)| Message::Request {
+            sender_id: s,
+            target_id: t,
+            document_id: d,
+            data,
+        }),
+        (ids.clone(), arb_bytes()).prop_map(|((s, t, d), data)| Message::Sync {
+            sender_id: s,
+            target_id: t,
+            document_id: d,
+            data,
+        }),
+        ids.clone().prop_map(|(s, t, d)| Message::DocUnavailable {
+            sender_id: s,
+            target_id: t,
+            document_id: d,
+        }),
+        (ids.clone(), ".{0,20}", arb_js_whole(), arb_bytes()).prop_map(
+            |((s, t, d), session_id, count, data)| Message::Ephemeral {
+                sender_id: s,
+                target_id: t,
+                document_id: d,
+                session_id,
+                count,
+                data,
+            }
+        ),
+        (arb_peer_id(), proptest::option::of(arb_peer_id()), ".{0,80}").prop_map(
+            |(sender_id, target_id, message)| Message::Error {
+                sender_id,
+                target_id,
+                message,
+            }
+        ),
+        (
+            arb_peer_id(),
+            arb_peer_id(),
+            proptest::collection::vec(arb_storage_id(), 0..4),
+            proptest::collection::vec(arb_storage_id(), 0..4)
+        )
+            .prop_map(|(sender_id, target_id, add, remove)| {
+                Message::RemoteSubscriptionChange {
+                    sender_id,
+                    target_id,
+                    add,
+                    remove,
+                }
+            }),
+        (
+            ids,
+            proptest::collection::vec(
+                (
+                    arb_storage_id(),
+                    proptest::collection::vec("[1-9A-HJ-NP-Za-km-z]{40,50}", 0..3),
+                    arb_js_whole()
+                ),
+                0..4
+            )
+        )
+            .prop_map(|((s, t, d), heads)| Message::RemoteHeadsChanged {
+                sender_id: s,
+                target_id: t,
+                document_id: d,
+                new_heads: heads
+                    .into_iter()
+                    .map(|(id, heads, timestamp)| (id, RemoteHeads { heads, timestamp }))
+                    .collect(),
+            }),
+    ]
+}
+
+/// A valid encoding with a few bytes overwritten, inserted or cut, which reaches much deeper into
+/// the decoder than uniformly random bytes do.
+fn arb_mutated_encoding() -> impl Strategy<Value = Vec<u8>> {
+    (
+        arb_message(),
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..6),
+    )
+        .prop_map(|(message, edits)| {
+            let mut bytes = message.encode();
+            for (at, byte, kind) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match kind {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    2 => {
+                        bytes.remove(i);
+                    }
+                    _ => bytes.truncate(i),
+                }
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn arbitrary_messages_round_trip(message in arb_message()) {
+        prop_assert_eq!(Message::decode(&message.encode()), Ok(message));
+    }
+
+    #[test]
+    fn decode_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Message::decode(&bytes);
+    }
+
+    #[test]
+    fn decode_never_panics_on_mutated_messages(bytes in arb_mutated_encoding()) {
+        if let Ok(message) = Message::decode(&bytes) {
+            // Whatever we accept, we can write back and read again to the same message.
+            prop_assert_eq!(Message::decode(&message.encode()), Ok(message));
+        }
+    }
+
+    #[test]
+    fn document_id_parse_never_panics(s in ".{0,80}") {
+        let _ = s.parse::<DocumentId>();
+        let _ = format!("automerge:{s}").parse::<DocumentId>();
+    }
+
+    #[test]
+    fn document_id_parse_of_base58_noise_never_panics(s in "[1-9A-HJ-NP-Za-km-z]{0,40}") {
+        if let Ok(id) = s.parse::<DocumentId>() {
+            prop_assert_eq!(id.to_string(), s);
+        }
+    }
+}

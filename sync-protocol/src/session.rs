@@ -1,0 +1,306 @@
+//! [`DocSession`]: one Automerge sync conversation about one document with one peer, sans IO.
+//!
+//! A session wraps an `automerge::sync::State`. It is fed the `data` of each `sync` or `request`
+//! message the peer sends, applies it to the document, and answers with [`Effects`]: the bytes
+//! that became new in the document (to store), and the next sync message for the peer (to send).
+//! When the document changes for another reason (a local edit, or a change merged from another
+//! peer's session), [`DocSession::on_doc_changed`] says what to tell this peer.
+//!
+//! # The rule for callers
+//!
+//! **Persist the `persist` bytes and wait for the commit before sending `send` or telling other
+//! sessions about the change.** The message in `send` carries our new heads, and a peer that sees
+//! them treats the change as acknowledged: it may stop offering it to us, or report it as saved to
+//! its user. If we crashed after sending but before committing, the change would be lost although
+//! every peer believes we have it. Acknowledged must mean committed.
+//!
+//! `persist` holds either a whole document (when the document was empty before) or a run of
+//! change chunks (`Automerge::save_after`). Stored in order, the concatenation of all of them is a
+//! valid input to `Automerge::load`.
+//!
+//! If [`DocSession::on_message`] fails with [`SessionError::ApplyFailed`], the document may hold
+//! part of the message and none of it was persisted: drop the in-memory document and this
+//! session, reload the document from storage, and close the connection.
+//!
+//! # Hostile input
+//!
+//! Messages are checked before automerge sees them ([`DocSession::decode`]): automerge 0.12
+//! divides by zero when it later consults a Bloom filter declaring zero bits per entry, allocates
+//! `num_probes` slots per lookup for any filter it is sent, and (in debug builds) asserts that
+//! hashes arrive sorted. We refuse such filters, cap how many filters a message may carry, and
+//! sort hash lists, so none of that is reachable from the network. As a second line of defence,
+//! every call into automerge runs under `catch_unwind`, so a panic we have not foreseen becomes
+//! an error (or a reset session) instead of taking the server down. That only helps with the
+//! default `panic = "unwind"`.
+//!
+//! This module must not do IO, know about peers or document IDs, or decide who may sync what.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+
+/// The most `have` entries (Bloom filters) a sync message may carry.
+///
+/// Automerge sends at most one; a few more leave room for other implementations without letting
+/// a peer make us test every change against thousands of filters.
+pub const MAX_HAVES: usize = 4;
+
+/// The most hash functions a Bloom filter may declare. Automerge uses 7.
+pub const MAX_BLOOM_PROBES: u32 = 64;
+
+/// The most bits per entry a Bloom filter may declare. Automerge uses 10.
+pub const MAX_BLOOM_BITS_PER_ENTRY: u32 = 64;
+
+/// One sync conversation about one document with one peer.
+#[derive(Debug, Clone, Default)]
+pub struct DocSession {
+    state: sync::State,
+}
+
+/// What the caller must do after an event, in this order: persist, then send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "persist the `persist` bytes, then send `send`"]
+pub struct Effects {
+    /// The changes that became part of the document, to store durably before anything else.
+    /// `None` when nothing new arrived.
+    pub persist: Option<Vec<u8>>,
+    /// An encoded `automerge::sync::Message` for the peer, to send after `persist` committed.
+    pub send: Option<Vec<u8>>,
+    /// Whether the document's heads moved, so other sessions on it have something to send.
+    pub heads_changed: bool,
+}
+
+/// Why a session could not take a message or a persisted state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The bytes are not an automerge sync message, or one we refuse to process.
+    #[error("invalid sync message: {0}")]
+    BadSyncMessage(String),
+    /// The bytes are not a sync state written by [`DocSession::persisted_state`].
+    #[error("invalid persisted sync state: {0}")]
+    BadSyncState(String),
+    /// Automerge could not apply the message to the document. The document may hold part of it.
+    #[error("could not apply sync message: {0}")]
+    ApplyFailed(String),
+}
+
+impl DocSession {
+    /// A session with a peer we have no shared history with: the first exchange compares the
+    /// whole document.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A session that continues from [`DocSession::persisted_state`].
+    ///
+    /// The persisted state holds the heads both sides were known to share, so a reconnecting peer
+    /// exchanges only the changes made since.
+    pub fn resume(persisted: &[u8]) -> Result<Self, SessionError> {
+        let mut state = sync::State::decode(persisted)
+            .map_err(|e| SessionError::BadSyncState(e.to_string()))?;
+        normalize(&mut state.shared_heads);
+        Ok(Self { state })
+    }
+
+    /// The part of the state worth keeping across connections: the shared heads.
+    ///
+    /// Store it under the peer's storage ID (not its peer ID, which changes on every start) and
+    /// only for non-ephemeral peers, as automerge-repo does.
+    pub fn persisted_state(&self) -> Vec<u8> {
+        // `State::encode` keeps only the shared heads anyway; building a clean state lets us
+        // hand it sorted heads, which its encoder asserts in debug builds.
+        let mut state = sync::State::new();
+        state.shared_heads = self.state.shared_heads.clone();
+        normalize(&mut state.shared_heads);
+        state.encode()
+    }
+
+    /// The heads both sides are known to have.
+    pub fn shared_heads(&self) -> Vec<ChangeHash> {
+        self.state.shared_heads.clone()
+    }
+
+    /// The heads the peer last told us about, if it has spoken in this session.
+    pub fn their_heads(&self) -> Option<&[ChangeHash]> {
+        self.state.their_heads.as_deref()
+    }
+
+    /// Parses and checks a sync message without applying it, so a caller can vet it (for
+    /// example, refuse one that carries changes from a read-only peer) before
+    /// [`DocSession::apply_message`].
+    pub fn decode(data: &[u8]) -> Result<sync::Message, SessionError> {
+        let message =
+            sync::Message::decode(data).map_err(|e| SessionError::BadSyncMessage(e.to_string()))?;
+        vet(message)
+    }
+
+    /// Applies the `data` of a `sync` or `request` message from the peer.
+    ///
+    /// On success, `persist` holds what became new in `doc`, and `send` the answer for the peer.
+    /// See the module documentation for the order to act on them, and for what to do on error.
+    pub fn on_message(
+        &mut self,
+        doc: &mut Automerge,
+        data: &[u8],
+    ) -> Result<Effects, SessionError> {
+        let message = Self::decode(data)?;
+        self.apply_message(doc, message)
+    }
+
+    /// Like [`DocSession::on_message`], for a message already parsed by [`DocSession::decode`].
+    pub fn apply_message(
+        &mut self,
+        doc: &mut Automerge,
+        message: sync::Message,
+    ) -> Result<Effects, SessionError> {
+        // Checked again because a caller may have built or altered the message itself.
+        let message = vet(message)?;
+        let heads_before = doc.get_heads();
+        let state = &mut self.state;
+        // AssertUnwindSafe: if automerge panics half-way, `doc` and `state` may be inconsistent,
+        // and we say so: ApplyFailed tells the caller to drop both and reload from storage.
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            doc.receive_sync_message(state, message)
+        }));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(SessionError::ApplyFailed(error.to_string())),
+            Err(_) => {
+                return Err(SessionError::ApplyFailed(
+                    "automerge panicked while applying the message".to_owned(),
+                ));
+            }
+        }
+        let heads_changed = doc.get_heads() != heads_before;
+        let persist = heads_changed.then(|| {
+            if heads_before.is_empty() {
+                // The whole document is new; its compressed form is much smaller than the
+                // individual changes.
+                doc.save()
+            } else {
+                doc.save_after(&heads_before)
+            }
+        });
+        Ok(Effects {
+            persist,
+            send: self.generate(doc),
+            heads_changed,
+        })
+    }
+
+    /// The document changed outside this session (a local edit, or another peer's change that
+    /// has been persisted): what to send this peer. Nothing is ever left to persist here,
+    /// because whoever changed the document persisted it.
+    pub fn on_doc_changed(&mut self, doc: &Automerge) -> Effects {
+        Effects {
+            persist: None,
+            send: self.generate(doc),
+            heads_changed: false,
+        }
+    }
+
+    /// The next sync message for the peer, if there is anything to say.
+    ///
+    /// Call it once when the session opens, so the peer learns our heads; afterwards
+    /// [`Effects::send`] carries the answers. It returns `None` while a message is in flight,
+    /// and once both sides agree.
+    pub fn generate(&mut self, doc: &Automerge) -> Option<Vec<u8>> {
+        if let Some(outcome) = self.try_generate(doc) {
+            return outcome;
+        }
+        // Generating only reads `doc`, so a panic cannot have damaged it; the cause must be
+        // something the peer told us earlier, which lives in the state. Forgetting everything but
+        // the shared heads (as a reconnect would) removes it, and costs at most a longer sync.
+        let shared_heads = std::mem::take(&mut self.state.shared_heads);
+        self.state = sync::State::new();
+        self.state.shared_heads = shared_heads;
+        self.try_generate(doc).flatten()
+    }
+
+    /// Generates under `catch_unwind`; `None` if automerge panicked.
+    fn try_generate(&mut self, doc: &Automerge) -> Option<Option<Vec<u8>>> {
+        let state = &mut self.state;
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            doc.generate_sync_message(state).map(sync::Message::encode)
+        }))
+        .ok()
+    }
+
+    /// Whether the peer has told us it has exactly our heads, and we know we share them.
+    ///
+    /// This cannot tell whether our last message is still in flight: automerge keeps its
+    /// in-flight flag set when the peer had nothing to answer, so the flag says nothing useful.
+    pub fn is_in_sync(&self, doc: &Automerge) -> bool {
+        let heads = doc.get_heads();
+        self.state.shared_heads == heads && self.state.their_heads.as_ref() == Some(&heads)
+    }
+}
+
+/// Sorts and deduplicates a set of hashes, the form automerge's encoders expect.
+fn normalize(hashes: &mut Vec<ChangeHash>) {
+    hashes.sort_unstable();
+    hashes.dedup();
+}
+
+/// Refuses what automerge cannot safely process (see "Hostile input" above) and puts hash
+/// lists in the order automerge's encoders expect.
+fn vet(mut message: sync::Message) -> Result<sync::Message, SessionError> {
+    if message.have.len() > MAX_HAVES {
+        return Err(SessionError::BadSyncMessage(format!(
+            "{} Bloom filters, at most {MAX_HAVES} are allowed",
+            message.have.len()
+        )));
+    }
+    for have in &mut message.have {
+        check_bloom(&have.bloom.to_bytes())?;
+        normalize(&mut have.last_sync);
+    }
+    normalize(&mut message.heads);
+    normalize(&mut message.need);
+    Ok(message)
+}
+
+/// Checks the parameters of a Bloom filter in its wire form: three LEB128 numbers (entries, bits
+/// per entry, probes) and the bits, or nothing at all for an empty filter.
+///
+/// automerge's `BloomFilter` keeps these fields private, so its own encoding is the only way to
+/// read them.
+fn check_bloom(bytes: &[u8]) -> Result<(), SessionError> {
+    let mut rest = bytes;
+    let Some(num_entries) = read_uleb128(&mut rest) else {
+        return Ok(());
+    };
+    let bad = |why: &str| SessionError::BadSyncMessage(format!("Bloom filter {why}"));
+    let bits_per_entry = read_uleb128(&mut rest).ok_or_else(|| bad("is truncated"))?;
+    let probes = read_uleb128(&mut rest).ok_or_else(|| bad("is truncated"))?;
+    if num_entries > 0 && bits_per_entry == 0 {
+        // automerge would compute every probe modulo zero bits.
+        return Err(bad("has entries but zero bits per entry"));
+    }
+    if bits_per_entry > u64::from(MAX_BLOOM_BITS_PER_ENTRY) {
+        return Err(bad("has too many bits per entry"));
+    }
+    if probes > u64::from(MAX_BLOOM_PROBES) {
+        // automerge allocates room for every probe on every lookup.
+        return Err(bad("has too many probes"));
+    }
+    Ok(())
+}
+
+/// Reads one unsigned LEB128 number, or `None` at the end of input or on overflow.
+fn read_uleb128(input: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input.split_first()?;
+        *input = rest;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! Test harness for end-to-end tests: a real server bound to port 0 on loopback, over a fresh
+//! database per test (a new Postgres database, or a new SQLite file), driven by the real
+//! client SDK or by raw websockets.
+//!
+//! The Postgres server is named by `LIANXIN_TEST_DATABASE_URL` (set by `scripts/test`, which
+//! starts a throwaway cluster), else `DATABASE_URL`, else the local default on port 5432.
+//!
+//! # Layout
+//! Everything is in this file: [`TestDb`], [`TestApp`], [`spawn_app`] and a raw websocket
+//! peer, [`RawPeer`], for feeding the server bytes no real client would send.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use lianxin_protocol::{Message, PeerId, PeerMetadata, handshake};
+use lianxin_server::auth::TokenRequest;
+use lianxin_server::state::AppState;
+use lianxin_server::{Application, Settings};
+use secrecy::SecretString;
+use sqlx::Connection;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+/// Which storage backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh, empty database for one test (and a data directory beside it).
+#[derive(Debug)]
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+fn admin_url() -> String {
+    std::env::var("LIANXIN_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let name = format!("lianxin_t_{}", uuid::Uuid::new_v4().simple());
+        let data_dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&data_dir).expect("create test data dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", data_dir.join("test.db").display()),
+            Backend::Postgres => {
+                let admin = admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("cannot reach the test Postgres (set LIANXIN_TEST_DATABASE_URL or run scripts/test): {e}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                format!("{base}/{name}")
+            }
+        };
+        TestDb {
+            backend,
+            url,
+            data_dir,
+        }
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Settings for a test server on `db`: port 0, short idle times.
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = Some(SecretString::from(db.url.clone()));
+    settings.data_dir = db.data_dir.clone();
+    settings.limits.document_idle_secs = 1;
+    settings
+}
+
+/// Starts a server on `db`. The listener is bound before this returns, so clients can
+/// connect at once: no sleeps.
+pub async fn spawn_app(db: &TestDb) -> TestApp {
+    spawn_app_with(test_settings(db)).await
+}
+
+/// Starts a server with the given settings.
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let app = Application::build(settings).await.expect("build server");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(app.run_until(async move { token.cancelled().await }));
+    TestApp {
+        addr,
+        state,
+        shutdown,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/sync", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A valid token for user `sub` on device `device`.
+    pub fn token(&self, sub: &str, device: &str) -> String {
+        self.state
+            .auth
+            .issue(&TokenRequest {
+                sub: sub.into(),
+                role: "secretary".into(),
+                scope: "/test".into(),
+                device: Some(device.into()),
+                ttl_secs: 600,
+            })
+            .expect("issue token")
+    }
+
+    /// Reads a counter from `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.http_url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("metric {name} not found"))
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle
+            .await
+            .expect("server task")
+            .expect("server ran cleanly");
+    }
+}
+
+/// A websocket peer that speaks raw protocol messages, for sending what no real client would.
+pub struct RawPeer {
+    pub peer_id: PeerId,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl RawPeer {
+    /// Connects with `?token=` and completes the join handshake.
+    pub async fn connect(app: &TestApp, token: &str) -> RawPeer {
+        let url = format!("{}?token={}", app.ws_url(), token);
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connect");
+        let peer_id = PeerId::new(format!("raw-{}", uuid::Uuid::new_v4().simple())).unwrap();
+        let mut peer = RawPeer { peer_id, socket };
+        let join = handshake::join(
+            &peer.peer_id,
+            PeerMetadata {
+                storage_id: None,
+                is_ephemeral: true,
+            },
+        );
+        peer.send(&join).await;
+        match peer.recv().await {
+            Some(Message::Peer { .. }) => peer,
+            other => panic!("expected peer, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, message: &Message) {
+        self.send_bytes(message.encode()).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
+        self.socket
+            .send(WsMessage::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(WsMessage::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next protocol message, or `None` if the server closed the connection (or nothing
+    /// came within 5 s).
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.recv_frame().await.map(|bytes| {
+            Message::decode(&bytes).expect("server sends decodable messages")
+        })
+    }
+
+    /// The next binary frame; `None` on close or after 5 s.
+    pub async fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
+                .await
+                .ok()??;
+            match frame {
+                Ok(WsMessage::Binary(bytes)) => return Some(bytes.to_vec()),
+                Ok(WsMessage::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection; returns the close code if any.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
+                .await
+                .ok()??;
+            match frame {
+                Ok(WsMessage::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
