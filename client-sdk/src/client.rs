@@ -217,7 +217,11 @@ impl Client {
     }
 
     /// Reads a document.
-    pub fn read<R>(&self, id: DocumentId, read: impl FnOnce(&Automerge) -> R) -> Result<R, ClientError> {
+    pub fn read<R>(
+        &self,
+        id: DocumentId,
+        read: impl FnOnce(&Automerge) -> R,
+    ) -> Result<R, ClientError> {
         let docs = self.shared.docs();
         let local = docs
             .get(&id)
@@ -280,9 +284,8 @@ impl Client {
     pub async fn wait_synced(&self, id: DocumentId, timeout: Duration) -> Result<(), ClientError> {
         self.wait_for(timeout, "sync", |docs| {
             let local = docs.get(&id)?;
-            (local.availability == Availability::Ready
-                && local.session.is_in_sync(&local.doc))
-            .then_some(())
+            (local.availability == Availability::Ready && local.session.is_in_sync(&local.doc))
+                .then_some(())
         })
         .await
     }

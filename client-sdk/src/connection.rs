@@ -92,9 +92,12 @@ pub(crate) async fn start(
         },
     );
     send(&shared, &mut socket, &join).await?;
-    let server = tokio::time::timeout(shared.config.handshake_timeout, wait_for_peer(&shared, &mut socket))
-        .await
-        .map_err(|_| ClientError::Handshake("no answer to join".into()))??;
+    let server = tokio::time::timeout(
+        shared.config.handshake_timeout,
+        wait_for_peer(&shared, &mut socket),
+    )
+    .await
+    .map_err(|_| ClientError::Handshake("no answer to join".into()))??;
 
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(shared, socket, server, stop.clone()));
@@ -115,11 +118,16 @@ async fn wait_for_peer(shared: &Shared, socket: &mut Socket) -> Result<PeerId, C
             Err(e) => return Err(ClientError::Handshake(e.to_string())),
         }
     }
-    Err(ClientError::Handshake("connection closed during handshake".into()))
+    Err(ClientError::Handshake(
+        "connection closed during handshake".into(),
+    ))
 }
 
 fn count_in(shared: &Shared, bytes: usize) {
-    shared.counters.messages_received.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .messages_received
+        .fetch_add(1, Ordering::Relaxed);
     shared
         .counters
         .bytes_received
@@ -128,7 +136,10 @@ fn count_in(shared: &Shared, bytes: usize) {
 
 async fn send(shared: &Shared, socket: &mut Socket, message: &Message) -> Result<(), ClientError> {
     let bytes = message.encode();
-    shared.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .messages_sent
+        .fetch_add(1, Ordering::Relaxed);
     shared
         .counters
         .bytes_sent

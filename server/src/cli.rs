@@ -14,7 +14,11 @@ use crate::startup::{Application, connect_store, shutdown_signal};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "lianxin-server", version, about = "Lianxin offline-first sync server")]
+#[command(
+    name = "lianxin-server",
+    version,
+    about = "Lianxin offline-first sync server"
+)]
 pub struct Cli {
     /// Settings file (TOML). `LIANXIN_*` environment variables override it.
     #[arg(long, global = true, env = "LIANXIN_CONFIG")]

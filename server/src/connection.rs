@@ -184,10 +184,7 @@ impl Connection {
     }
 
     /// Waits for `join` and answers `peer`; returns the client's outbox receiver.
-    async fn handshake(
-        &mut self,
-        socket: &mut WebSocket,
-    ) -> Result<mpsc::Receiver<Message>, End> {
+    async fn handshake(&mut self, socket: &mut WebSocket) -> Result<mpsc::Receiver<Message>, End> {
         let timeout = self.state.settings.limits.handshake_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -197,8 +194,12 @@ impl Connection {
             };
             let frame = match frame {
                 Err(_) => {
-                    self.send_error(socket, None, "no join message within the handshake timeout".into())
-                        .await;
+                    self.send_error(
+                        socket,
+                        None,
+                        "no join message within the handshake timeout".into(),
+                    )
+                    .await;
                     return Err(End::Handshake("timeout".into()));
                 }
                 Ok(None) => return Err(End::ClientClosed),
@@ -345,7 +346,9 @@ impl Connection {
                 self.send_error(
                     socket,
                     Some(peer.remote.clone()),
-                    format!("document {doc}: too many open documents on one connection (limit {limit})"),
+                    format!(
+                        "document {doc}: too many open documents on one connection (limit {limit})"
+                    ),
                 )
                 .await;
                 return Ok(());

@@ -95,39 +95,121 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counters: [(&str, &str, &Counter); 14] = [
-            ("lianxin_connections_total", "Websocket connections accepted.", &self.connections_total),
-            ("lianxin_connections_rejected_total", "Websocket upgrades refused by the connection limit.", &self.connections_rejected),
-            ("lianxin_auth_failures_total", "Requests with a missing or invalid token.", &self.auth_failures),
-            ("lianxin_messages_in_total", "Protocol messages received.", &self.messages_in),
-            ("lianxin_messages_out_total", "Protocol messages sent.", &self.messages_out),
-            ("lianxin_bytes_in_total", "Websocket payload bytes received.", &self.bytes_in),
-            ("lianxin_bytes_out_total", "Websocket payload bytes sent.", &self.bytes_out),
-            ("lianxin_malformed_messages_total", "Messages that could not be decoded or applied.", &self.malformed_messages),
-            ("lianxin_oversized_messages_total", "Messages over the size limit.", &self.oversized_messages),
-            ("lianxin_slow_client_disconnects_total", "Connections closed because their send queue was full.", &self.slow_client_disconnects),
-            ("lianxin_merges_total", "Change chunks merged and committed.", &self.merges),
-            ("lianxin_documents_evicted_total", "Idle documents dropped from memory.", &self.documents_evicted),
-            ("lianxin_compactions_total", "Documents compacted into a new snapshot.", &self.compactions),
-            ("lianxin_storage_errors_total", "Failed storage operations.", &self.storage_errors),
+            (
+                "lianxin_connections_total",
+                "Websocket connections accepted.",
+                &self.connections_total,
+            ),
+            (
+                "lianxin_connections_rejected_total",
+                "Websocket upgrades refused by the connection limit.",
+                &self.connections_rejected,
+            ),
+            (
+                "lianxin_auth_failures_total",
+                "Requests with a missing or invalid token.",
+                &self.auth_failures,
+            ),
+            (
+                "lianxin_messages_in_total",
+                "Protocol messages received.",
+                &self.messages_in,
+            ),
+            (
+                "lianxin_messages_out_total",
+                "Protocol messages sent.",
+                &self.messages_out,
+            ),
+            (
+                "lianxin_bytes_in_total",
+                "Websocket payload bytes received.",
+                &self.bytes_in,
+            ),
+            (
+                "lianxin_bytes_out_total",
+                "Websocket payload bytes sent.",
+                &self.bytes_out,
+            ),
+            (
+                "lianxin_malformed_messages_total",
+                "Messages that could not be decoded or applied.",
+                &self.malformed_messages,
+            ),
+            (
+                "lianxin_oversized_messages_total",
+                "Messages over the size limit.",
+                &self.oversized_messages,
+            ),
+            (
+                "lianxin_slow_client_disconnects_total",
+                "Connections closed because their send queue was full.",
+                &self.slow_client_disconnects,
+            ),
+            (
+                "lianxin_merges_total",
+                "Change chunks merged and committed.",
+                &self.merges,
+            ),
+            (
+                "lianxin_documents_evicted_total",
+                "Idle documents dropped from memory.",
+                &self.documents_evicted,
+            ),
+            (
+                "lianxin_compactions_total",
+                "Documents compacted into a new snapshot.",
+                &self.compactions,
+            ),
+            (
+                "lianxin_storage_errors_total",
+                "Failed storage operations.",
+                &self.storage_errors,
+            ),
         ];
         for (name, help, counter) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.get()
+            );
         }
         let gauges: [(&str, &str, &Gauge); 2] = [
-            ("lianxin_connections_open", "Websocket connections open now.", &self.connections_open),
-            ("lianxin_documents_in_memory", "Documents held in memory now.", &self.documents_in_memory),
+            (
+                "lianxin_connections_open",
+                "Websocket connections open now.",
+                &self.connections_open,
+            ),
+            (
+                "lianxin_documents_in_memory",
+                "Documents held in memory now.",
+                &self.documents_in_memory,
+            ),
         ];
         for (name, help, gauge) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", gauge.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                gauge.get()
+            );
         }
         let name = "lianxin_merge_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Time from receiving a sync message to its commit.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from receiving a sync message to its commit.\n# TYPE {name} histogram"
+        );
         for (bound, bucket) in BUCKETS.iter().zip(&self.merge_latency.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
         }
         let count = self.merge_latency.count();
         let sum = self.merge_latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+        );
         out
     }
 }

@@ -86,7 +86,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then closes every connection, lets document actors
     /// save their sync state, and waits (bounded) for them.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Application { listener, state } = self;
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -110,7 +113,10 @@ impl Application {
             .context("serving")?;
         token.cancel();
         tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections or documents did not finish in time");
         }
         Ok(())

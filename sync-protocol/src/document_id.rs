@@ -97,12 +97,13 @@ impl DocumentId {
             .with_check(None)
             .into_vec()
             .map_err(|error| from_bs58_error(s, error))?;
-        let bytes: [u8; ID_LEN] = payload
-            .as_slice()
-            .try_into()
-            .map_err(|_| DocumentIdError::WrongLength {
-                len: payload.len() + CHECKSUM_LEN,
-            })?;
+        let bytes: [u8; ID_LEN] =
+            payload
+                .as_slice()
+                .try_into()
+                .map_err(|_| DocumentIdError::WrongLength {
+                    len: payload.len() + CHECKSUM_LEN,
+                })?;
         Ok(Self(bytes))
     }
 }
@@ -124,7 +125,9 @@ fn from_bs58_error(input: &str, error: bs58::decode::Error) -> DocumentIdError {
         // payload, so this is a length problem rather than a checksum one. The string already
         // decoded once, so decoding it again without the check cannot fail.
         bs58::decode::Error::NoChecksum => DocumentIdError::WrongLength {
-            len: bs58::decode(input).into_vec().map_or(0, |bytes| bytes.len()),
+            len: bs58::decode(input)
+                .into_vec()
+                .map_or(0, |bytes| bytes.len()),
         },
         // The remaining variants cannot come out of `with_check(None).into_vec()`; a checksum
         // error is the honest description if a future bs58 adds one.

@@ -202,9 +202,13 @@ impl DocSession {
 
     /// The next sync message for the peer, if there is anything to say.
     ///
-    /// Call it once when the session opens, so the peer learns our heads; afterwards
-    /// [`Effects::send`] carries the answers. It returns `None` while a message is in flight,
-    /// and once both sides agree.
+    /// The side that opens the conversation (in automerge-repo, the client's first `request` or
+    /// `sync`) calls it once to start; afterwards [`Effects::send`] carries the answers. It
+    /// returns `None` while a message is in flight, and once both sides agree.
+    ///
+    /// Let only one side open. If both send a first message at once, automerge 0.12 sends a
+    /// peer with an empty document the whole document twice: its whole-document shortcut does not
+    /// look at what it already sent.
     pub fn generate(&mut self, doc: &Automerge) -> Option<Vec<u8>> {
         if let Some(outcome) = self.try_generate(doc) {
             return outcome;

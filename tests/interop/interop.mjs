@@ -175,7 +175,10 @@ async function main() {
   const check = () => {
     if (finished) return
     const doc = handle.doc()
-    const value = doc?.fromRust
+    // A Rust client that puts a plain scalar string shows up in automerge-js as an
+    // ImmutableString (its text is in `.val`); a JS-written string is a text object.
+    const raw = doc?.fromRust
+    const value = typeof raw?.val === "string" ? raw.val : raw
     if (typeof value === "string") {
       clearInterval(keepAlive)
       void succeed(value)

@@ -214,9 +214,9 @@ impl RawPeer {
     /// The next protocol message, or `None` if the server closed the connection (or nothing
     /// came within 5 s).
     pub async fn recv(&mut self) -> Option<Message> {
-        self.recv_frame().await.map(|bytes| {
-            Message::decode(&bytes).expect("server sends decodable messages")
-        })
+        self.recv_frame()
+            .await
+            .map(|bytes| Message::decode(&bytes).expect("server sends decodable messages"))
     }
 
     /// The next binary frame; `None` on close or after 5 s.

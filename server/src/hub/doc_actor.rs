@@ -98,7 +98,11 @@ enum Refusal {
     #[error("document {doc}: malformed sync message: {reason}")]
     Malformed { doc: DocumentId, reason: String },
     #[error("document {doc}: would grow to {size} bytes, over the limit of {limit} bytes")]
-    TooLarge { doc: DocumentId, size: u64, limit: u64 },
+    TooLarge {
+        doc: DocumentId,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl DocActor {
@@ -310,7 +314,10 @@ impl DocActor {
             {
                 Ok(appended) => {
                     self.ctx.metrics.merges.inc();
-                    self.ctx.metrics.merge_latency.observe(received_at.elapsed());
+                    self.ctx
+                        .metrics
+                        .merge_latency
+                        .observe(received_at.elapsed());
                     if appended.seq != loaded.last_seq + 1 {
                         // Another process appended in between: take in what it stored.
                         if let Err(e) = catch_up(&self.ctx, &doc_id, loaded).await {
@@ -433,7 +440,10 @@ fn push(ctx: &DocContext, peer: &Peer, message: Message) {
         Err(TrySendError::Full(_)) => {
             if !peer.kill.is_cancelled() {
                 ctx.metrics.slow_client_disconnects.inc();
-                tracing::warn!(conn = peer.conn, "send queue full: disconnecting slow client");
+                tracing::warn!(
+                    conn = peer.conn,
+                    "send queue full: disconnecting slow client"
+                );
                 peer.kill.cancel();
             }
         }

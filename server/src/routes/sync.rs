@@ -20,10 +20,14 @@ pub async fn upgrade(
     Authenticated(identity): Authenticated,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let permit = state.connection_slots.clone().try_acquire_owned().map_err(|_| {
-        state.metrics.connections_rejected.inc();
-        ApiError::Unavailable("too many connections; retry later".into())
-    })?;
+    let permit = state
+        .connection_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            state.metrics.connections_rejected.inc();
+            ApiError::Unavailable("too many connections; retry later".into())
+        })?;
     let hard_limit = state
         .settings
         .limits

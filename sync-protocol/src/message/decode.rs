@@ -88,7 +88,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let message = match type_name.as_str() {
         "join" => Message::Join {
             sender_id: fields.peer_id("senderId")?,
-            supported_protocol_versions: match fields.optional_text_list("supportedProtocolVersions")? {
+            supported_protocol_versions: match fields
+                .optional_text_list("supportedProtocolVersions")?
+            {
                 Some(versions) => versions,
                 None => vec![crate::PROTOCOL_V1.to_owned()],
             },

@@ -404,7 +404,10 @@ fn reports_what_is_wrong() {
     else {
         panic!("expected UnknownType");
     };
-    assert!(echoed.len() < 100, "error messages must not echo huge input");
+    assert!(
+        echoed.len() < 100,
+        "error messages must not echo huge input"
+    );
 
     assert_eq!(
         Message::decode(&cbor(&t("sync"))),
@@ -467,12 +470,14 @@ fn arb_document_id() -> impl Strategy<Value = DocumentId> + Clone {
 }
 
 fn arb_metadata() -> impl Strategy<Value = Option<PeerMetadata>> {
-    proptest::option::of((proptest::option::of(arb_storage_id()), any::<bool>()).prop_map(
-        |(storage_id, is_ephemeral)| PeerMetadata {
-            storage_id,
-            is_ephemeral,
-        },
-    ))
+    proptest::option::of(
+        (proptest::option::of(arb_storage_id()), any::<bool>()).prop_map(
+            |(storage_id, is_ephemeral)| PeerMetadata {
+                storage_id,
+                is_ephemeral,
+            },
+        ),
+    )
 }
 
 /// Whole numbers that survive the trip through a JavaScript number.
@@ -533,13 +538,16 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 data,
             }
         ),
-        (arb_peer_id(), proptest::option::of(arb_peer_id()), ".{0,80}").prop_map(
-            |(sender_id, target_id, message)| Message::Error {
+        (
+            arb_peer_id(),
+            proptest::option::of(arb_peer_id()),
+            ".{0,80}"
+        )
+            .prop_map(|(sender_id, target_id, message)| Message::Error {
                 sender_id,
                 target_id,
                 message,
-            }
-        ),
+            }),
         (
             arb_peer_id(),
             arb_peer_id(),

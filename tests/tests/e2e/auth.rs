@@ -59,7 +59,10 @@ fn assert_unauthorized((status, body): (u16, String), why: &str) {
     assert_eq!(status, 401, "{why}: status");
     let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
     assert_eq!(body["error"], "unauthorized", "{why}: code");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{why}: message");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{why}: message"
+    );
 }
 
 #[tokio::test]
@@ -74,21 +77,34 @@ async fn bad_tokens_are_refused_with_401() {
     expired.iat = now() - 7200;
     expired.exp = now() - 3600;
     let (status, body) = upgrade(&app, Some(&sign(&expired, &key))).await;
-    assert!(body.contains("expired"), "expired token named as such: {body}");
+    assert!(
+        body.contains("expired"),
+        "expired token named as such: {body}"
+    );
     assert_unauthorized((status, body), "expired");
 
     assert_unauthorized(
-        upgrade(&app, Some(&sign(&claims(), b"not-the-server-key-not-the-server-key"))).await,
+        upgrade(
+            &app,
+            Some(&sign(&claims(), b"not-the-server-key-not-the-server-key")),
+        )
+        .await,
         "wrong signature",
     );
 
     let mut wrong_aud = claims();
     wrong_aud.aud = "someone-else".into();
-    assert_unauthorized(upgrade(&app, Some(&sign(&wrong_aud, &key))).await, "wrong audience");
+    assert_unauthorized(
+        upgrade(&app, Some(&sign(&wrong_aud, &key))).await,
+        "wrong audience",
+    );
 
     let mut wrong_iss = claims();
     wrong_iss.iss = "someone-else".into();
-    assert_unauthorized(upgrade(&app, Some(&sign(&wrong_iss, &key))).await, "wrong issuer");
+    assert_unauthorized(
+        upgrade(&app, Some(&sign(&wrong_iss, &key))).await,
+        "wrong issuer",
+    );
 
     assert_unauthorized(upgrade(&app, Some("not.a.jwt")).await, "garbage");
 

@@ -54,9 +54,10 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
     // The bad connection is still served after its errors…
     let fresh = DocumentId::random();
     let mut probe = automerge::sync::State::new();
-    let data = automerge::sync::SyncDoc::generate_sync_message(&automerge::Automerge::new(), &mut probe)
-        .unwrap()
-        .encode();
+    let data =
+        automerge::sync::SyncDoc::generate_sync_message(&automerge::Automerge::new(), &mut probe)
+            .unwrap()
+            .encode();
     bad.send(&Message::Request {
         sender_id: bad.peer_id.clone(),
         target_id: bad.peer_id.clone(),
@@ -64,7 +65,9 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
         data,
     })
     .await;
-    assert!(matches!(bad.recv().await, Some(Message::DocUnavailable { document_id, .. }) if document_id == fresh));
+    assert!(
+        matches!(bad.recv().await, Some(Message::DocUnavailable { document_id, .. }) if document_id == fresh)
+    );
 
     // …the stored document is unchanged, and the good device keeps syncing.
     let stored_after = app.state.store.load(&id).await.unwrap().unwrap();
@@ -80,7 +83,9 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
         .unwrap();
     other.open(id, WAIT).await.unwrap();
     let heard = other
-        .read(id, |doc| doc.get(ROOT, "heard").unwrap().map(|(v, _)| v.to_string()))
+        .read(id, |doc| {
+            doc.get(ROOT, "heard").unwrap().map(|(v, _)| v.to_string())
+        })
         .unwrap();
     assert_eq!(heard.as_deref(), Some("\"all fine\""));
     assert!(app.metric("lianxin_malformed_messages_total").await >= 4.0);
@@ -90,7 +95,10 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
 async fn expect_error(peer: &mut RawPeer, needle: &str) {
     match peer.recv().await {
         Some(Message::Error { message, .. }) => {
-            assert!(message.contains(needle), "error {message:?} should mention {needle:?}")
+            assert!(
+                message.contains(needle),
+                "error {message:?} should mention {needle:?}"
+            )
         }
         other => panic!("expected an error message, got {other:?}"),
     }
@@ -113,7 +121,10 @@ async fn oversized_message_is_refused_with_a_clear_error() {
     .await;
     expect_error(&mut peer, "too large").await;
     assert_eq!(peer.closed().await, Some(1009));
-    assert!(app.state.store.load(&id).await.unwrap().is_none(), "nothing stored");
+    assert!(
+        app.state.store.load(&id).await.unwrap().is_none(),
+        "nothing stored"
+    );
     assert_eq!(app.metric("lianxin_oversized_messages_total").await, 1.0);
     app.stop().await;
 }

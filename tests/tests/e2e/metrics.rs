@@ -35,7 +35,10 @@ async fn metrics_move_during_a_sync(backend: Backend) {
     let id = client
         .create(|tx| tx.put(ROOT, "service", "haircut").map(|_| ()))
         .unwrap();
-    client.wait_synced(id, Duration::from_secs(10)).await.unwrap();
+    client
+        .wait_synced(id, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(app.metric("lianxin_connections_open").await, 1.0);
     for (name, before) in names.iter().zip(before) {
         let after = app.metric(name).await;
