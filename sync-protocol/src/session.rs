@@ -25,9 +25,9 @@
 //! # Hostile input
 //!
 //! Messages are checked before automerge sees them ([`DocSession::decode`]): automerge 0.12
-//! divides by zero when it later consults a Bloom filter declaring zero bits per entry, allocates
-//! `num_probes` slots per lookup for any filter it is sent, and (in debug builds) asserts that
-//! hashes arrive sorted. We refuse such filters, cap how many filters a message may carry, and
+//! divides by zero when it later consults a Bloom filter declaring zero bits per entry, reserves
+//! room for the filter's declared probe count (up to 2^32, that is 16 GiB) on every lookup, and
+//! (in debug builds) asserts that hashes arrive sorted. We refuse such filters, cap how many filters a message may carry, and
 //! sort hash lists, so none of that is reachable from the network. As a second line of defence,
 //! every call into automerge runs under `catch_unwind`, so a panic we have not foreseen becomes
 //! an error (or a reset session) instead of taking the server down. That only helps with the
