@@ -16,11 +16,11 @@
 //! ```
 //!
 //! # Layout
-//! - [`client`]: [`Client`], the handle an app holds: create, change, read, open, sync.
-//! - [`connection`]: the background task that speaks the protocol over one websocket.
-//! - [`store`]: where documents and their sync state live ([`DocStore`]); in memory for now,
+//! - [`client`][]: [`Client`], the handle an app holds: create, change, read, open, sync.
+//! - [`connection`][]: the background task that speaks the protocol over one websocket.
+//! - [`store`][]: where documents and their sync state live ([`DocStore`]); in memory for now,
 //!   the durable SQLite store slots in behind the same trait.
-//! - [`error`]: [`ClientError`].
+//! - [`error`][]: [`ClientError`].
 //!
 //! The protocol itself (messages, sync sessions) is `lianxin-protocol`'s; this crate adds IO.
 

@@ -21,10 +21,13 @@ pub trait DocStore: Send + Sync + 'static {
     fn load_all(&self) -> Vec<(DocumentId, Vec<u8>, Option<Vec<u8>>)>;
 }
 
+/// A document's saved bytes and its sync state.
+type Entry = (Vec<u8>, Option<Vec<u8>>);
+
 /// A store that lives and dies with the process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    docs: Mutex<HashMap<DocumentId, (Vec<u8>, Option<Vec<u8>>)>>,
+    docs: Mutex<HashMap<DocumentId, Entry>>,
 }
 
 impl DocStore for MemoryStore {

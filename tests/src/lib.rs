@@ -83,10 +83,12 @@ pub struct TestApp {
 
 /// Settings for a test server on `db`: port 0, short idle times.
 pub fn test_settings(db: &TestDb) -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.database_url = Some(SecretString::from(db.url.clone()));
-    settings.data_dir = db.data_dir.clone();
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(SecretString::from(db.url.clone())),
+        data_dir: db.data_dir.clone(),
+        ..Settings::default()
+    };
     settings.limits.document_idle_secs = 1;
     settings
 }
