@@ -196,8 +196,12 @@ impl Store {
 /// The backend-independent implementation. Every statement here is accepted by both Postgres
 /// and SQLite (`$n` parameters, `ON CONFLICT`, `RETURNING`, `CURRENT_TIMESTAMP`), so the two
 /// backends differ only in how they connect and which migrations they embed.
+///
+/// `$snapshot_read` is the statement that makes a read transaction see one consistent snapshot
+/// (Postgres defaults to READ COMMITTED, where two statements may see different data; a
+/// SQLite transaction always reads one snapshot).
 macro_rules! store_impl {
-    ($store:ty, $migrator:expr) => {
+    ($store:ty, $migrator:expr, $snapshot_read:expr) => {
         impl $store {
             pub(super) async fn migrate(&self) -> Result<(), super::StorageError> {
                 $migrator.run(&self.pool).await?;
@@ -232,6 +236,13 @@ macro_rules! store_impl {
             ) -> Result<Option<super::StoredDocument>, super::StorageError> {
                 let id = doc.to_string();
                 let mut tx = self.pool.begin().await?;
+                // The snapshot and the chunks after it must come from one state of the
+                // database: a compaction committed in between would delete chunks that the
+                // snapshot read before it does not contain.
+                let snapshot_read: Option<&'static str> = $snapshot_read;
+                if let Some(statement) = snapshot_read {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
                 let row: Option<(Option<Vec<u8>>, i64, i64, i64)> = sqlx::query_as(
                     "SELECT snapshot, snapshot_seq, last_seq, size_bytes \
                      FROM documents WHERE id = $1",

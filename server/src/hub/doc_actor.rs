@@ -294,6 +294,9 @@ impl DocActor {
             }
         };
 
+        // Whether chunks stored by another process were taken in: then even the sender has
+        // something new to hear about.
+        let mut caught_up = false;
         if let Some(bytes) = &effects.persist {
             let limit = self.ctx.limits.max_document_bytes;
             let size = loaded.size_bytes.max(0) as u64 + bytes.len() as u64;
@@ -325,6 +328,7 @@ impl DocActor {
                             self.loaded = None;
                             return Err(Refusal::Storage { doc: doc_id });
                         }
+                        caught_up = true;
                     }
                     loaded.last_seq = appended.seq;
                     loaded.size_bytes = appended.size_bytes;
@@ -365,7 +369,7 @@ impl DocActor {
         // …and everyone else who has the document open.
         if effects.heads_changed {
             for (conn, other) in self.sessions.iter_mut() {
-                if *conn == peer.conn {
+                if *conn == peer.conn && !caught_up {
                     continue;
                 }
                 if let Some(data) = other.session.generate(&loaded.doc) {

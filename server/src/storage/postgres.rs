@@ -22,4 +22,8 @@ impl PgStore {
     }
 }
 
-super::store_impl!(PgStore, sqlx::migrate!("../migrations/postgres"));
+super::store_impl!(
+    PgStore,
+    sqlx::migrate!("../migrations/postgres"),
+    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+);

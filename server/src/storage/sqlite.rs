@@ -30,4 +30,4 @@ impl SqliteStore {
     }
 }
 
-super::store_impl!(SqliteStore, sqlx::migrate!("../migrations/sqlite"));
+super::store_impl!(SqliteStore, sqlx::migrate!("../migrations/sqlite"), None);

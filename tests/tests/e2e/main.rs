@@ -4,7 +4,9 @@
 mod auth;
 mod bad_input;
 mod interop;
+mod limits;
 mod metrics;
+mod storage;
 mod sync;
 
 /// Runs `async fn $name(backend: Backend)` as two tests, `$name::postgres` and

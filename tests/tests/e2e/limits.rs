@@ -1,0 +1,137 @@
+//! Limits at the edge: connection count, document size, and several server processes sharing
+//! one Postgres.
+
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{ROOT, ReadDoc};
+use lianxin_client::{Client, ClientConfig};
+use lianxin_tests::{Backend, TestDb, spawn_app, spawn_app_with, test_settings};
+use tokio_tungstenite::tungstenite;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = test_settings(&db);
+    settings.limits.max_connections = 1;
+    let app = spawn_app_with(settings).await;
+    let first = Client::new(ClientConfig::default());
+    first
+        .connect(&app.ws_url(), &app.token("a", "a1"))
+        .await
+        .unwrap();
+    let url = format!("{}?token={}", app.ws_url(), app.token("b", "b1"));
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"], "unavailable");
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // The slot is given back when the first connection closes.
+    first.disconnect().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if tokio_tungstenite::connect_async(url.clone()).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_document_over_the_size_limit_is_refused_and_not_stored() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = test_settings(&db);
+    settings.limits.max_document_bytes = 4 * 1024;
+    let app = spawn_app_with(settings).await;
+    let client = Client::new(ClientConfig::default());
+    client
+        .connect(&app.ws_url(), &app.token("a", "a1"))
+        .await
+        .unwrap();
+    let id = client
+        .create(|tx| {
+            for i in 0..400 {
+                tx.put(ROOT, format!("k{i}"), uuid::Uuid::new_v4().to_string())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let errors = client.server_errors();
+        if let Some(e) = errors.first() {
+            assert!(e.contains(&id.to_string()), "error names the document: {e}");
+            assert!(e.contains("over the limit"), "error says why: {e}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no error reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.state.store.load(&id).await.unwrap().is_none());
+    // A small document from the same client still goes through.
+    let small = client
+        .create(|tx| tx.put(ROOT, "ok", true).map(|_| ()))
+        .unwrap();
+    client.wait_synced(small, WAIT).await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_share_one_postgres() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let one = spawn_app(&db).await;
+    let two = spawn_app(&db).await;
+    let a = Client::new(ClientConfig::default());
+    a.connect(&one.ws_url(), &one.token("a", "a1"))
+        .await
+        .unwrap();
+    let b = Client::new(ClientConfig::default());
+    b.connect(&two.ws_url(), &two.token("b", "b1"))
+        .await
+        .unwrap();
+
+    let id = a
+        .create(|tx| tx.put(ROOT, "order", "accompany to hospital").map(|_| ()))
+        .unwrap();
+    a.wait_synced(id, WAIT).await.unwrap();
+    // Server two has never seen the document in memory; it reads it from the shared database.
+    b.open(id, WAIT).await.unwrap();
+    b.change(id, |tx| {
+        tx.put(ROOT, "note_b", "from server two").map(|_| ())
+    })
+    .unwrap();
+    b.wait_synced(id, WAIT).await.unwrap();
+
+    // Server one's copy is stale; when A's next change is appended it sees the sequence jump,
+    // takes in what server two stored, and A receives it.
+    a.change(id, |tx| {
+        tx.put(ROOT, "note_a", "from server one").map(|_| ())
+    })
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = a
+            .read(id, |doc| doc.get(ROOT, "note_b").unwrap().is_some())
+            .unwrap();
+        if seen {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never saw B's change"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = one.state.store.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.last_seq, 3, "three appends, densely numbered");
+    one.stop().await;
+    two.stop().await;
+}
