@@ -34,6 +34,8 @@ enum End {
     Shutdown,
     SlowClient,
     TooLarge,
+    /// Nothing heard for three keepalive intervals.
+    Dead,
     Handshake(String),
     Socket(String),
 }
@@ -247,6 +249,9 @@ impl Connection {
             Ok(rx) => rx,
             Err(end) => return end,
         };
+        let keepalive = self.state.settings.limits.keepalive();
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 frame = socket.recv() => {
@@ -255,6 +260,7 @@ impl Connection {
                         Some(Err(e)) => return End::Socket(e.to_string()),
                         Some(Ok(frame)) => frame,
                     };
+                    last_heard = tokio::time::Instant::now();
                     let bytes = match self.receive_frame(&mut socket, frame).await {
                         Ok(Some(bytes)) => bytes,
                         Ok(None) => continue,
@@ -270,6 +276,16 @@ impl Connection {
                 Some(message) = outbox.recv() => {
                     if let Err(end) = self.send(&mut socket, &message).await {
                         return end;
+                    }
+                }
+                _ = ping.tick() => {
+                    // Phones vanish without closing (tunnels, dead batteries); pings find out,
+                    // and keep middleboxes from dropping a quiet connection.
+                    if last_heard.elapsed() > keepalive * 3 {
+                        return End::Dead;
+                    }
+                    if socket.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        return End::Dead;
                     }
                 }
                 _ = self.kill.cancelled() => {

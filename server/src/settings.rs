@@ -108,6 +108,9 @@ pub struct Limits {
     pub handshake_timeout_secs: u64,
     /// Seconds one websocket send may take before the client counts as stalled.
     pub send_timeout_secs: u64,
+    /// Seconds between websocket pings. A connection that has sent nothing (not even a pong)
+    /// for three of these is closed as dead.
+    pub keepalive_secs: u64,
     /// Seconds a document stays in memory after its last connection closed it.
     pub document_idle_secs: u64,
     /// Change chunks after which a document is compacted into a new snapshot.
@@ -126,6 +129,7 @@ impl Default for Limits {
             send_queue: 1024,
             handshake_timeout_secs: 10,
             send_timeout_secs: 30,
+            keepalive_secs: 30,
             document_idle_secs: 30,
             compact_after_chunks: 64,
             http_timeout_secs: 30,
@@ -139,6 +143,9 @@ impl Limits {
     }
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs(self.send_timeout_secs)
+    }
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_secs.max(1))
     }
     pub fn document_idle(&self) -> Duration {
         Duration::from_secs(self.document_idle_secs)

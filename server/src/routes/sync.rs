@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::Response;
 
 use crate::auth::Authenticated;
@@ -18,8 +19,9 @@ const HARD_LIMIT_FACTOR: usize = 4;
 pub async fn upgrade(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| ApiError::Invalid(format!("expected a websocket upgrade: {e}")))?;
     let permit = state
         .connection_slots
         .clone()

@@ -135,3 +135,29 @@ async fn two_server_processes_share_one_postgres() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_as_dead() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = test_settings(&db);
+    settings.limits.keepalive_secs = 1;
+    let app = spawn_app_with(settings).await;
+    // Joins, then never reads again, so it never answers the server's pings.
+    let _silent = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1")).await;
+    // A live client that answers pings stays connected meanwhile.
+    let live = Client::new(ClientConfig::default());
+    live.connect(&app.ws_url(), &app.token("l", "l1"))
+        .await
+        .unwrap();
+    assert_eq!(app.metric("lianxin_connections_open").await, 2.0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.metric("lianxin_connections_open").await > 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "silent peer never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(live.is_connected().await, "the live client survives");
+    app.stop().await;
+}
