@@ -368,6 +368,42 @@ mod tests {
     }
 
     #[test]
+    fn eddsa_public_key_verifies_and_rejects_other_keys() {
+        // A key pair made for this test only.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests_fixtures");
+        let settings = AuthSettings {
+            public_key_file: Some(fixtures.join("ed25519-test-public.pem")),
+            private_key_file: Some(fixtures.join("ed25519-test-private.pem")),
+            algorithm: Some("EdDSA".into()),
+            ..AuthSettings::default()
+        };
+        let dir = std::env::temp_dir().join(format!("lianxin-auth-{}", rand::random::<u64>()));
+        let auth = Authenticator::from_settings(&settings, &dir).unwrap();
+        let token = auth.issue(&request()).unwrap();
+        assert_eq!(auth.verify(&token).unwrap().claims.role, "secretary");
+        // No secret was generated: the configured key is the only one.
+        assert!(!dir.exists());
+        // An HS256 token made with some other secret is refused by the EdDSA verifier.
+        let hs = authenticator(&dir).issue(&request()).unwrap();
+        assert!(matches!(auth.verify(&hs), Err(AuthError::BadSignature)));
+        // A verifier without the private key cannot sign.
+        let verify_only = Authenticator::from_settings(
+            &AuthSettings {
+                private_key_file: None,
+                ..settings
+            },
+            &dir,
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_only.issue(&request()),
+            Err(AuthError::CannotSign)
+        ));
+        assert!(verify_only.verify(&token).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn percent_decoding_of_query_tokens() {
         assert_eq!(percent_decode("a%2Eb+c"), "a.b c");
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");

@@ -225,6 +225,57 @@ mod tests {
     }
 
     #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "lianxin.toml",
+                "listen = \"0.0.0.0:9000\"\n[limits]\nmax_connections = 10\nsend_queue = 7\n",
+            )?;
+            jail.set_env("LIANXIN_LIMITS__MAX_CONNECTIONS", "20");
+            jail.set_env("DATABASE_URL", "postgres://u:p@db/lianxin");
+            let settings = Settings::load(Some(Path::new("lianxin.toml"))).expect("loads");
+            assert_eq!(settings.listen.port(), 9000);
+            assert_eq!(settings.limits.max_connections, 20, "env beats file");
+            assert_eq!(settings.limits.send_queue, 7, "file beats default");
+            assert_eq!(
+                settings.limits.max_message_bytes,
+                Limits::default().max_message_bytes
+            );
+            assert_eq!(
+                settings.effective_database_url().expose_secret(),
+                "postgres://u:p@db/lianxin"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_database_url_means_sqlite_in_the_data_dir() {
+        let settings = Settings {
+            data_dir: PathBuf::from("/var/lib/lianxin"),
+            ..Settings::default()
+        };
+        assert_eq!(
+            settings.effective_database_url().expose_secret(),
+            "sqlite:///var/lib/lianxin/lianxin.db"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_a_clear_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LIANXIN_LIMITS__MAX_CONNECTIONS", "many");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("max_connections"), "{err}");
+            assert!(
+                err.contains("LIANXIN_"),
+                "names where the value came from: {err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn debug_never_prints_the_database_url() {
         let settings = Settings {
             database_url: Some(SecretString::from("postgres://a:secretpw@h/d".to_string())),
