@@ -213,6 +213,7 @@ pub fn redacted_url(url: &SecretString) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error.
 mod tests {
     use super::*;
 
