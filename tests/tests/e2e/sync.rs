@@ -188,6 +188,13 @@ async fn restart_loses_nothing_and_resync_moves_only_news(backend: Backend) {
         "reconnect took {} messages",
         moved.messages_sent
     );
+    // The same device, reinstalled with an empty store, gets the whole document although the
+    // server remembers what it shared with that device before.
+    device.disconnect().await;
+    let reinstalled = connected(&app, "secretary-c").await;
+    reinstalled.open(id, WAIT).await.unwrap();
+    assert_eq!(get_str(&reinstalled, id, "callback").as_deref(), Some("done"));
+    assert_eq!(reinstalled.heads(id).unwrap(), device.heads(id).unwrap());
     // A second device sees the new edit and the old history.
     let other = connected(&app, "secretary-d").await;
     other.open(id, WAIT).await.unwrap();
