@@ -1,32 +1,43 @@
-//! [`Client`]: the handle an app holds. Every edit applies locally at once, whether or not a
-//! server is connected; [`Client::connect`] starts a background connection that syncs every
-//! local document and keeps syncing until [`Client::disconnect`].
+//! [`Client`]: the handle an app holds on one device's documents.
 //!
-//! State shared with the connection task sits behind a std `Mutex` that is only taken inside
-//! short synchronous sections, never across an `.await`.
+//! Every edit applies to the in-memory document and is committed to the local [`Store`] before
+//! the call returns, whether or not a server is reachable. [`Client::connect`] (or
+//! [`Client::start_sync`] when the server may be down) runs a background task that keeps a
+//! connection up, reconnecting with backoff, and syncs what changed.
+//!
+//! State shared with the sync task sits behind std `Mutex`es taken only in short synchronous
+//! sections, never across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use automerge::transaction::Transaction;
 use automerge::{Automerge, AutomergeError, ChangeHash};
-use lianxin_protocol::{DocSession, DocumentId, PeerId};
-use tokio::sync::{Notify, watch};
+use lianxin_protocol::{DocSession, DocumentId, PeerId, StorageId};
+use tokio::sync::{Notify, broadcast, watch};
 
-use crate::connection::{self, ConnectionHandle};
-use crate::error::ClientError;
-use crate::store::{DocStore, MemoryStore};
+use crate::backoff::BackoffConfig;
+use crate::error::{ClientError, StoreError};
+use crate::event::{ClientEvent, EVENT_CAPACITY, Origin, SyncState, SyncStatus};
+use crate::store::{COMPACT_AFTER, Store};
+use crate::sync;
 
-/// How a client identifies itself.
+/// How a client behaves.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The peer ID announced in `join`. The server addresses replies with it but derives the
-    /// device's identity from its token, so it needs only be unique per connection.
+    /// The peer ID announced in `join`; random when `None`. The server addresses replies with
+    /// it but takes the device's identity from its token.
     pub peer_id: Option<PeerId>,
-    /// How long `connect` waits for the server's `peer` answer.
+    /// How long a connection attempt waits for the server's `peer` answer.
     pub handshake_timeout: Duration,
+    /// Reconnect delays.
+    pub backoff: BackoffConfig,
+    /// Use the server's changed-docs catch-up when it offers it (otherwise every document is
+    /// offered on every connection).
+    pub catch_up: bool,
 }
 
 impl Default for ClientConfig {
@@ -34,17 +45,20 @@ impl Default for ClientConfig {
         Self {
             peer_id: None,
             handshake_timeout: Duration::from_secs(10),
+            backoff: BackoffConfig::default(),
+            catch_up: true,
         }
     }
 }
 
-/// Counters of what moved over the network, for tests and diagnostics.
+/// Counters of what moved over the network, for diagnostics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStats {
     pub messages_sent: u64,
     pub messages_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    pub connections: u64,
 }
 
 impl std::ops::Sub for ClientStats {
@@ -55,6 +69,7 @@ impl std::ops::Sub for ClientStats {
             messages_received: self.messages_received - rhs.messages_received,
             bytes_sent: self.bytes_sent - rhs.bytes_sent,
             bytes_received: self.bytes_received - rhs.bytes_received,
+            connections: self.connections - rhs.connections,
         }
     }
 }
@@ -72,8 +87,40 @@ pub(crate) struct LocalDoc {
     pub(crate) doc: Automerge,
     pub(crate) session: DocSession,
     pub(crate) availability: Availability,
-    /// Heads already written to the store, so each save writes only what is new.
+    /// Heads already written to the store, so each write carries only what is new.
     pub(crate) saved_heads: Vec<ChangeHash>,
+    /// Shared heads last written to the store.
+    pub(crate) saved_shared: Vec<ChangeHash>,
+    /// Local changes the server has not acknowledged (cached; see `refresh_unsent`).
+    pub(crate) unsent: usize,
+}
+
+impl LocalDoc {
+    fn new(doc: Automerge, session: DocSession, availability: Availability) -> Self {
+        let mut local = Self {
+            doc,
+            session,
+            availability,
+            saved_heads: Vec::new(),
+            saved_shared: Vec::new(),
+            unsent: 0,
+        };
+        local.refresh_unsent();
+        local
+    }
+
+    /// Recounts the changes not covered by the heads shared with the server.
+    pub(crate) fn refresh_unsent(&mut self) {
+        let mut shared = self.session.shared_heads();
+        shared.sort();
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        self.unsent = if self.availability != Availability::Ready || shared == heads {
+            0
+        } else {
+            self.doc.get_changes(&shared).len()
+        };
+    }
 }
 
 #[derive(Default)]
@@ -82,18 +129,26 @@ pub(crate) struct Counters {
     pub(crate) messages_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
+    pub(crate) connections: AtomicU64,
 }
 
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
+    /// This store's own ID, announced to servers so they keep sync state per store.
+    pub(crate) store_id: StorageId,
     pub(crate) config: ClientConfig,
     pub(crate) docs: Mutex<HashMap<DocumentId, LocalDoc>>,
-    pub(crate) store: Arc<dyn DocStore>,
-    /// Woken when a local edit needs to be sent.
+    pub(crate) store: Store,
+    /// Documents edited (or requested) since the connection last offered them.
+    pub(crate) dirty: Mutex<HashSet<DocumentId>>,
+    /// Woken when `dirty` gained something.
     pub(crate) local_change: Notify,
     /// Bumped whenever a message from the server has been handled.
     pub(crate) progress: watch::Sender<u64>,
     pub(crate) counters: Counters,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+    pub(crate) status: watch::Sender<SyncStatus>,
+    pub(crate) token: watch::Sender<String>,
     pub(crate) server_errors: Mutex<Vec<String>>,
 }
 
@@ -102,73 +157,200 @@ impl Shared {
         self.docs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what is new in `local` to the store.
-    pub(crate) fn persist(&self, id: &DocumentId, local: &mut LocalDoc) {
-        let heads = local.doc.get_heads();
-        if heads != local.saved_heads {
-            let bytes = local.doc.save_after(&local.saved_heads);
-            self.store.append(id, &bytes);
+    pub(crate) fn mark_dirty(&self, id: DocumentId) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        self.local_change.notify_one();
+    }
+
+    pub(crate) fn take_dirty(&self) -> HashSet<DocumentId> {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Writes what is new in document `id` to the store; compacts when its log grew long.
+    pub(crate) async fn persist(&self, id: DocumentId) -> Result<(), StoreError> {
+        let bytes = {
+            let mut docs = self.docs();
+            let Some(local) = docs.get_mut(&id) else {
+                return Ok(());
+            };
+            if local.availability != Availability::Ready {
+                return Ok(());
+            }
+            let heads = local.doc.get_heads();
+            if heads == local.saved_heads {
+                return Ok(());
+            }
+            let bytes = if local.saved_heads.is_empty() {
+                local.doc.save()
+            } else {
+                local.doc.save_after(&local.saved_heads)
+            };
             local.saved_heads = heads;
+            bytes
+        };
+        match self.store.append(&id, &bytes).await {
+            Ok((seq, chunks)) if chunks >= COMPACT_AFTER => {
+                // Everything up to `seq` is in memory (memory is written first), so a full
+                // save now contains it.
+                let full = match self.docs().get(&id) {
+                    Some(local) => local.doc.save(),
+                    None => return Ok(()),
+                };
+                self.store.compact(&id, &full, seq).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // The next write must then carry everything again.
+                if let Some(local) = self.docs().get_mut(&id) {
+                    local.saved_heads.clear();
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Writes the heads shared with the server for `id` if they moved.
+    pub(crate) async fn persist_sync_state(&self, id: DocumentId) -> Result<(), StoreError> {
+        let state = {
+            let mut docs = self.docs();
+            let Some(local) = docs.get_mut(&id) else {
+                return Ok(());
+            };
+            let shared = local.session.shared_heads();
+            if shared == local.saved_shared {
+                return Ok(());
+            }
+            local.saved_shared = shared;
+            local.session.persisted_state()
+        };
+        self.store.save_sync_state(&id, &state).await
     }
 
     pub(crate) fn bump_progress(&self) {
         self.progress.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn emit(&self, event: ClientEvent) {
+        // No receiver is fine: nobody is listening.
+        let _ = self.events.send(event);
+    }
+
+    /// Recomputes the status from the documents and publishes it if it changed.
+    pub(crate) fn publish_status(&self, state: SyncState, in_flight: bool) {
+        let unsent = self.docs().values().map(|l| l.unsent).sum();
+        let state = match state {
+            SyncState::Syncing | SyncState::UpToDate if unsent > 0 || in_flight => {
+                SyncState::Syncing
+            }
+            SyncState::Syncing | SyncState::UpToDate => SyncState::UpToDate,
+            other => other,
+        };
+        let status = SyncStatus {
+            state,
+            unsent_changes: unsent,
+        };
+        let changed = self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+        if changed {
+            self.emit(ClientEvent::Status(status));
+        }
     }
 }
 
 /// A device's handle on its documents and its connection to the server.
 pub struct Client {
     shared: Arc<Shared>,
-    connection: tokio::sync::Mutex<Option<ConnectionHandle>>,
+    sync: Mutex<Option<sync::SyncHandle>>,
 }
 
 impl Client {
-    /// A client with documents in memory only.
-    pub fn new(config: ClientConfig) -> Self {
-        Self::with_store(config, Arc::new(MemoryStore::default()))
+    /// Opens the store at `path` (creating it if needed) and loads every document in it.
+    pub async fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<Self, ClientError> {
+        let store = Store::open(path).await?;
+        Self::with_store(store, config).await
     }
 
-    /// A client over `store`, loading every document it holds.
-    pub fn with_store(config: ClientConfig, store: Arc<dyn DocStore>) -> Self {
+    /// A client whose store lives in memory only.
+    pub async fn in_memory(config: ClientConfig) -> Result<Self, ClientError> {
+        let store = Store::in_memory().await?;
+        Self::with_store(store, config).await
+    }
+
+    /// A client over an opened store.
+    pub async fn with_store(store: Store, config: ClientConfig) -> Result<Self, ClientError> {
         let peer_id = config.peer_id.clone().unwrap_or_else(|| {
             PeerId::new(format!("lianxin-client-{:016x}", rand::random::<u64>()))
                 .expect("generated peer id is valid")
         });
+        let store_id = match store.get_meta("store_id").await? {
+            Some(id) => id,
+            None => {
+                let id = format!("lianxin-store-{}", DocumentId::random());
+                store.set_meta("store_id", &id).await?;
+                id
+            }
+        };
+        let store_id = StorageId::new(store_id).map_err(|e| StoreError::Corrupt {
+            path: store.path().to_string(),
+            reason: format!("store id: {e}"),
+        })?;
         let mut docs = HashMap::new();
-        for (id, bytes, state) in store.load_all() {
-            let Ok(doc) = Automerge::load(&bytes) else {
-                tracing::error!(doc_id = %id, "stored document does not load; skipped");
-                continue;
+        for stored in store.load_all().await? {
+            let mut doc = Automerge::new();
+            for chunk in &stored.chunks {
+                doc.load_incremental(chunk)
+                    .map_err(|e| StoreError::BadDocument {
+                        path: store.path().to_string(),
+                        document: stored.id.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            }
+            let session = match &stored.sync_state {
+                Some(state) => DocSession::resume(state).map_err(|e| StoreError::BadDocument {
+                    path: store.path().to_string(),
+                    document: stored.id.to_string(),
+                    reason: e.to_string(),
+                })?,
+                None => DocSession::new(),
             };
-            let session = state
-                .and_then(|s| DocSession::resume(&s).ok())
-                .unwrap_or_default();
-            let saved_heads = doc.get_heads();
-            docs.insert(
-                id,
-                LocalDoc {
-                    doc,
-                    session,
-                    availability: Availability::Ready,
-                    saved_heads,
-                },
-            );
+            let mut local = LocalDoc::new(doc, session, Availability::Ready);
+            local.saved_heads = local.doc.get_heads();
+            local.saved_shared = local.session.shared_heads();
+            docs.insert(stored.id, local);
         }
+        let token = store.get_meta("token").await?.unwrap_or_default();
         let (progress, _) = watch::channel(0);
-        Self {
-            shared: Arc::new(Shared {
-                peer_id,
-                config,
-                docs: Mutex::new(docs),
-                store,
-                local_change: Notify::new(),
-                progress,
-                counters: Counters::default(),
-                server_errors: Mutex::new(Vec::new()),
-            }),
-            connection: tokio::sync::Mutex::new(None),
-        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let shared = Arc::new(Shared {
+            peer_id,
+            store_id,
+            config,
+            docs: Mutex::new(docs),
+            store,
+            dirty: Mutex::new(HashSet::new()),
+            local_change: Notify::new(),
+            progress,
+            counters: Counters::default(),
+            events,
+            status: watch::channel(SyncStatus {
+                state: SyncState::Offline,
+                unsent_changes: 0,
+            })
+            .0,
+            token: watch::channel(token).0,
+            server_errors: Mutex::new(Vec::new()),
+        });
+        shared.publish_status(SyncState::Offline, false);
+        Ok(Self {
+            shared,
+            sync: Mutex::new(None),
+        })
     }
 
     /// This client's peer ID.
@@ -176,44 +358,61 @@ impl Client {
         &self.shared.peer_id
     }
 
-    /// Creates a document locally, initialised by `init`. Works offline.
-    pub fn create(
+    /// The local store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Creates a document initialised by `init`. Durable when this returns; works offline.
+    pub async fn create(
         &self,
         init: impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError>,
     ) -> Result<DocumentId, ClientError> {
         let id = DocumentId::random();
         let mut doc = Automerge::new();
         doc.transact(|tx| init(tx)).map_err(|f| f.error)?;
-        let mut local = LocalDoc {
-            doc,
-            session: DocSession::new(),
-            availability: Availability::Ready,
-            saved_heads: Vec::new(),
-        };
-        self.shared.persist(&id, &mut local);
-        self.shared.docs().insert(id, local);
-        self.shared.local_change.notify_one();
+        let patches = doc.diff(&[], &doc.get_heads());
+        self.shared.docs().insert(
+            id,
+            LocalDoc::new(doc, DocSession::new(), Availability::Ready),
+        );
+        self.shared.persist(id).await?;
+        self.after_local_change(id, patches);
         Ok(id)
     }
 
-    /// Edits a document locally; the change is synced when connected. Works offline.
-    pub fn change<R>(
+    /// Edits a document. Durable when this returns; synced when connected; works offline.
+    pub async fn change<R>(
         &self,
         id: DocumentId,
         edit: impl FnOnce(&mut Transaction<'_>) -> Result<R, AutomergeError>,
     ) -> Result<R, ClientError> {
-        let result = {
+        let (result, patches) = {
             let mut docs = self.shared.docs();
             let local = docs
                 .get_mut(&id)
                 .filter(|l| l.availability == Availability::Ready)
                 .ok_or(ClientError::UnknownDocument(id))?;
+            let before = local.doc.get_heads();
             let result = local.doc.transact(|tx| edit(tx)).map_err(|f| f.error)?;
-            self.shared.persist(&id, local);
-            result.result
+            let patches = local.doc.diff(&before, &local.doc.get_heads());
+            local.refresh_unsent();
+            (result.result, patches)
         };
-        self.shared.local_change.notify_one();
+        self.shared.persist(id).await?;
+        self.after_local_change(id, patches);
         Ok(result)
+    }
+
+    fn after_local_change(&self, id: DocumentId, patches: Vec<automerge::Patch>) {
+        self.shared.emit(ClientEvent::DocumentChanged {
+            id,
+            origin: Origin::Local,
+            patches,
+        });
+        let state = self.shared.status.borrow().state;
+        self.shared.publish_status(state, false);
+        self.shared.mark_dirty(id);
     }
 
     /// Reads a document.
@@ -235,18 +434,21 @@ impl Client {
         self.read(id, |doc| doc.get_heads())
     }
 
-    /// IDs of the documents held locally.
+    /// IDs of the documents held locally, sorted.
     pub fn documents(&self) -> Vec<DocumentId> {
         let docs = self.shared.docs();
-        docs.iter()
+        let mut ids: Vec<DocumentId> = docs
+            .iter()
             .filter(|(_, l)| l.availability == Availability::Ready)
             .map(|(id, _)| *id)
-            .collect()
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Fetches a document this device does not hold yet from the server, waiting up to
-    /// `timeout`. Returns at once if it is already here.
-    pub async fn open(&self, id: DocumentId, timeout: Duration) -> Result<(), ClientError> {
+    /// `timeout`. Returns at once if it is already here. Needs a running sync.
+    pub async fn fetch(&self, id: DocumentId, timeout: Duration) -> Result<(), ClientError> {
         {
             let mut docs = self.shared.docs();
             match docs.get(&id).map(|l| l.availability) {
@@ -255,20 +457,15 @@ impl Client {
                 Some(Availability::Unavailable) | None => {
                     docs.insert(
                         id,
-                        LocalDoc {
-                            doc: Automerge::new(),
-                            session: DocSession::new(),
-                            availability: Availability::Requested,
-                            saved_heads: Vec::new(),
-                        },
+                        LocalDoc::new(Automerge::new(), DocSession::new(), Availability::Requested),
                     );
                 }
             }
         }
-        if self.connection.lock().await.is_none() {
+        if !self.is_syncing() {
             return Err(ClientError::NotConnected);
         }
-        self.shared.local_change.notify_one();
+        self.shared.mark_dirty(id);
         self.wait_for(timeout, "the document", |docs| match docs.get(&id) {
             Some(l) if l.availability == Availability::Ready => Some(Ok(())),
             Some(l) if l.availability == Availability::Unavailable => {
@@ -280,14 +477,26 @@ impl Client {
     }
 
     /// Waits until the server has acknowledged every local change of `id` and this device has
-    /// everything the server had for it at that time.
+    /// everything the server has for it.
     pub async fn wait_synced(&self, id: DocumentId, timeout: Duration) -> Result<(), ClientError> {
+        // Make sure the document is part of the conversation even if nothing changed locally.
+        self.shared.mark_dirty(id);
         self.wait_for(timeout, "sync", |docs| {
             let local = docs.get(&id)?;
             (local.availability == Availability::Ready && local.session.is_in_sync(&local.doc))
                 .then_some(())
         })
         .await
+    }
+
+    /// Waits until the status is [`SyncState::UpToDate`].
+    pub async fn wait_up_to_date(&self, timeout: Duration) -> Result<(), ClientError> {
+        let mut status = self.shared.status.subscribe();
+        let wait = status.wait_for(|s| s.state == SyncState::UpToDate);
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ClientError::Timeout("up to date")),
+        }
     }
 
     /// Waits until `check` over the documents returns `Some`, re-checking after every message
@@ -311,30 +520,74 @@ impl Client {
         }
     }
 
-    /// Connects to a server and starts syncing every local document. `url` is the websocket
-    /// URL of the sync endpoint (`ws://host:port/v1/sync`).
+    /// Connects to a server and keeps syncing in the background, reconnecting with backoff
+    /// after a dropped connection. Returns once the first connection is up, or with the error
+    /// of that first attempt (then nothing keeps running). `url` is the websocket URL of the
+    /// sync endpoint (`ws://host:port/v1/sync`).
     pub async fn connect(&self, url: &str, token: &str) -> Result<(), ClientError> {
-        let mut connection = self.connection.lock().await;
-        if let Some(old) = connection.take() {
-            old.stop().await;
-        }
-        *connection = Some(connection::start(self.shared.clone(), url, token).await?);
+        self.disconnect().await;
+        self.set_token(token);
+        let first = sync::open(&self.shared, url).await?;
+        self.install(sync::spawn(
+            self.shared.clone(),
+            url.to_string(),
+            Some(first),
+        ))
+        .await;
         Ok(())
     }
 
-    /// Closes the connection. Documents stay, and edits keep working offline.
-    pub async fn disconnect(&self) {
-        if let Some(connection) = self.connection.lock().await.take() {
-            connection.stop().await;
+    /// Starts background sync without waiting: for starting up while the server may be
+    /// unreachable. The first attempt and every retry happen in the background.
+    pub async fn start_sync(&self, url: &str, token: &str) {
+        self.disconnect().await;
+        self.set_token(token);
+        self.install(sync::spawn(self.shared.clone(), url.to_string(), None))
+            .await;
+    }
+
+    async fn install(&self, handle: sync::SyncHandle) {
+        let old = self
+            .sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(handle);
+        if let Some(old) = old {
+            old.stop().await;
         }
     }
 
-    /// Whether a connection is up.
-    pub async fn is_connected(&self) -> bool {
-        match self.connection.lock().await.as_ref() {
-            Some(c) => !c.is_finished(),
-            None => false,
+    /// Stops syncing and closes the connection. Documents stay, edits keep working offline.
+    pub async fn disconnect(&self) {
+        let handle = self.sync.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            handle.stop().await;
         }
+    }
+
+    /// Supplies a fresh token, used from the next connection attempt on (a sync waiting
+    /// because its token was rejected retries at once).
+    pub fn set_token(&self, token: &str) {
+        self.shared.token.send_replace(token.to_string());
+    }
+
+    /// Whether background sync is running (connected or retrying).
+    pub fn is_syncing(&self) -> bool {
+        self.sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+
+    /// The current sync status.
+    pub fn status(&self) -> SyncStatus {
+        *self.shared.status.borrow()
+    }
+
+    /// Events: status changes, document changes with patches, server errors.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.shared.events.subscribe()
     }
 
     /// What moved over the network so far.
@@ -345,6 +598,7 @@ impl Client {
             messages_received: c.messages_received.load(Ordering::Relaxed),
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
         }
     }
 
@@ -355,5 +609,14 @@ impl Client {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// Stops background sync when the client is dropped.
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(handle) = self.sync.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            handle.cancel();
+        }
     }
 }

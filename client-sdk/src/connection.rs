@@ -1,60 +1,54 @@
-//! The background task that syncs a client's documents over one websocket.
+//! One websocket connection to the server: handshake, deciding what to offer, then applying
+//! what arrives and sending what changes until the connection ends.
 //!
-//! On start it sends `join`, waits for `peer`, then offers every local document to the server.
-//! Afterwards it wakes on two things: a message from the server (applied to its document,
-//! answered if the sync session has something to say) and a local edit (every document whose
-//! session has something to send sends it). When the connection ends, each session is reset to
-//! its persisted part (the shared heads), as automerge's sync protocol requires, so the next
-//! connection exchanges only what is new.
+//! What moves on a connection: documents with local changes the server has not acknowledged,
+//! documents the app fetches, and (when the server offers the changed-docs extension and knows
+//! this store) only the documents the server names as changed since this store last synced
+//! them, at connect time and live afterwards. Against any other server every document is
+//! offered. Received changes are committed to the store before the reply that acknowledges
+//! them is sent.
+//!
+//! When the connection ends, each session is reset to its persisted part (the shared heads),
+//! as automerge's sync protocol requires, so the next connection exchanges only what is new.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::{SinkExt, StreamExt};
-use lianxin_protocol::{DocSession, DocumentId, Message, PeerId, PeerMetadata, handshake};
+use lianxin_protocol::{
+    DocSession, DocumentId, EXT_CHANGED_DOCS, Message, PeerId, PeerMetadata, handshake,
+};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Availability, Shared};
+use crate::client::{Availability, LocalDoc, Shared};
 use crate::error::ClientError;
+use crate::event::{ClientEvent, Origin, SyncState};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A running connection task.
-pub struct ConnectionHandle {
-    stop: CancellationToken,
-    task: JoinHandle<()>,
+/// A connection that completed its handshake.
+pub(crate) struct OpenConnection {
+    socket: Socket,
+    server: PeerId,
+    server_meta: PeerMetadata,
 }
 
-impl ConnectionHandle {
-    /// Stops the task and waits for it.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-}
-
-/// Connects, performs the handshake and spawns the sync task.
-pub(crate) async fn start(
-    shared: Arc<Shared>,
-    url: &str,
-    token: &str,
-) -> Result<ConnectionHandle, ClientError> {
+/// Connects and performs the handshake.
+pub(crate) async fn open(shared: &Shared, url: &str) -> Result<OpenConnection, ClientError> {
+    let connect_err = |reason: String| ClientError::Connect {
+        url: url.to_string(),
+        reason,
+    };
     let mut request = url
         .into_client_request()
-        .map_err(|e| ClientError::Connect {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| connect_err(e.to_string()))?;
+    let token = shared.token.borrow().clone();
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| ClientError::Unauthorized("token is not a valid header value".into()))?;
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
@@ -70,57 +64,46 @@ pub(crate) async fn start(
             return Err(if status.as_u16() == 401 {
                 ClientError::Unauthorized(body)
             } else {
-                ClientError::Connect {
-                    url: url.to_string(),
-                    reason: format!("HTTP {status}: {body}"),
-                }
+                connect_err(format!("HTTP {status}: {body}"))
             });
         }
-        Err(e) => {
-            return Err(ClientError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
-            });
-        }
+        Err(e) => return Err(connect_err(e.to_string())),
     };
-
     let join = handshake::join(
         &shared.peer_id,
         PeerMetadata {
-            storage_id: None,
+            storage_id: Some(shared.store_id.clone()),
             is_ephemeral: false,
+            ..PeerMetadata::default()
         },
     );
-    send(&shared, &mut socket, &join).await?;
-    let server = tokio::time::timeout(
-        shared.config.handshake_timeout,
-        wait_for_peer(&shared, &mut socket),
-    )
+    send(shared, &mut socket, &join)
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+    let answer = tokio::time::timeout(shared.config.handshake_timeout, async {
+        while let Some(frame) = socket.next().await {
+            let frame = frame.map_err(|e| ClientError::Handshake(e.to_string()))?;
+            let WsMessage::Binary(bytes) = frame else {
+                continue;
+            };
+            count_in(shared, bytes.len());
+            let message =
+                Message::decode(&bytes).map_err(|e| ClientError::Handshake(e.to_string()))?;
+            return handshake::accept_answer(&message)
+                .map_err(|e| ClientError::Handshake(e.to_string()));
+        }
+        Err(ClientError::Handshake(
+            "connection closed during handshake".into(),
+        ))
+    })
     .await
     .map_err(|_| ClientError::Handshake("no answer to join".into()))??;
-
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(shared, socket, server, stop.clone()));
-    Ok(ConnectionHandle { stop, task })
-}
-
-async fn wait_for_peer(shared: &Shared, socket: &mut Socket) -> Result<PeerId, ClientError> {
-    while let Some(frame) = socket.next().await {
-        let frame = frame.map_err(|e| ClientError::Handshake(e.to_string()))?;
-        let WsMessage::Binary(bytes) = frame else {
-            continue;
-        };
-        count_in(shared, bytes.len());
-        match Message::decode(&bytes) {
-            Ok(Message::Peer { sender_id, .. }) => return Ok(sender_id),
-            Ok(Message::Error { message, .. }) => return Err(ClientError::Handshake(message)),
-            Ok(_) => continue,
-            Err(e) => return Err(ClientError::Handshake(e.to_string())),
-        }
-    }
-    Err(ClientError::Handshake(
-        "connection closed during handshake".into(),
-    ))
+    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+    Ok(OpenConnection {
+        socket,
+        server: answer.peer_id,
+        server_meta: answer.metadata.unwrap_or_default(),
+    })
 }
 
 fn count_in(shared: &Shared, bytes: usize) {
@@ -134,7 +117,11 @@ fn count_in(shared: &Shared, bytes: usize) {
         .fetch_add(bytes as u64, Ordering::Relaxed);
 }
 
-async fn send(shared: &Shared, socket: &mut Socket, message: &Message) -> Result<(), ClientError> {
+async fn send(
+    shared: &Shared,
+    socket: &mut Socket,
+    message: &Message,
+) -> Result<(), tungstenite::Error> {
     let bytes = message.encode();
     shared
         .counters
@@ -144,158 +131,286 @@ async fn send(shared: &Shared, socket: &mut Socket, message: &Message) -> Result
         .counters
         .bytes_sent
         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    socket
-        .send(WsMessage::Binary(bytes.into()))
-        .await
-        .map_err(|e| ClientError::Connect {
-            url: String::new(),
-            reason: e.to_string(),
-        })
+    socket.send(WsMessage::Binary(bytes.into())).await
 }
 
-async fn run(shared: Arc<Shared>, mut socket: Socket, server: PeerId, stop: CancellationToken) {
-    // Offer every local document (and ask for requested ones) once connected.
-    let mut outgoing = pending_messages(&shared, &server);
-    loop {
-        for message in outgoing.drain(..) {
-            if send(&shared, &mut socket, &message).await.is_err() {
-                return finish(&shared, None).await;
+impl OpenConnection {
+    /// Syncs until the connection drops or `stop` is cancelled.
+    pub(crate) async fn run(mut self, shared: &Arc<Shared>, stop: &CancellationToken) {
+        let mut session = ConnectionState {
+            server: self.server.clone(),
+            active: HashSet::new(),
+        };
+        let catch_up = match session.prepare(shared, &self.server_meta).await {
+            Ok(catch_up) => catch_up,
+            Err(e) => {
+                tracing::error!(error = %e, "local store failed; closing the connection");
+                return self.finish(shared, true).await;
             }
+        };
+        // Offer what needs offering; with catch-up, ask the server which documents changed.
+        let mut initial: Vec<DocumentId> = {
+            let docs = shared.docs();
+            docs.iter()
+                .filter(|(_, l)| {
+                    !catch_up || l.unsent > 0 || l.availability == Availability::Requested
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        initial.extend(shared.take_dirty());
+        let mut outgoing = session.offer(shared, initial);
+        if catch_up {
+            outgoing.push(Message::ChangedDocsRequest {
+                sender_id: shared.peer_id.clone(),
+                target_id: self.server.clone(),
+            });
         }
-        tokio::select! {
-            frame = socket.next() => {
-                let bytes = match frame {
-                    Some(Ok(WsMessage::Binary(bytes))) => bytes,
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
-                        return finish(&shared, None).await;
-                    }
-                    Some(Ok(_)) => continue,
-                };
-                count_in(&shared, bytes.len());
-                match Message::decode(&bytes) {
-                    Ok(message) => outgoing = handle(&shared, &server, message),
-                    Err(e) => tracing::warn!(error = %e, "undecodable message from server"),
+        shared.publish_status(SyncState::Syncing, true);
+        loop {
+            for message in outgoing.drain(..) {
+                if send(shared, &mut self.socket, &message).await.is_err() {
+                    return self.finish(shared, false).await;
                 }
-                shared.bump_progress();
             }
-            _ = shared.local_change.notified() => {
-                outgoing = pending_messages(&shared, &server);
+            shared.publish_status(SyncState::Syncing, session.in_flight(shared));
+            tokio::select! {
+                frame = self.socket.next() => {
+                    let bytes = match frame {
+                        Some(Ok(WsMessage::Binary(bytes))) => bytes,
+                        Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                            return self.finish(shared, false).await;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    count_in(shared, bytes.len());
+                    let handled = match Message::decode(&bytes) {
+                        Ok(message) => session.handle(shared, message).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "undecodable message from server");
+                            Ok(Vec::new())
+                        }
+                    };
+                    shared.bump_progress();
+                    match handled {
+                        Ok(messages) => outgoing = messages,
+                        Err(e) => {
+                            tracing::error!(error = %e, "local store failed; closing the connection");
+                            return self.finish(shared, true).await;
+                        }
+                    }
+                }
+                _ = shared.local_change.notified() => {
+                    let dirty = shared.take_dirty();
+                    outgoing = session.offer(shared, dirty);
+                }
+                _ = stop.cancelled() => {
+                    return self.finish(shared, true).await;
+                }
             }
-            _ = stop.cancelled() => {
-                return finish(&shared, Some(socket)).await;
-            }
         }
     }
-}
 
-/// Resets sessions to their persisted part and closes the socket if it is still open.
-async fn finish(shared: &Shared, socket: Option<Socket>) {
-    if let Some(mut socket) = socket {
-        let _ = socket.close(None).await;
-    }
-    {
-        let mut docs = shared.docs();
-        for (id, local) in docs.iter_mut() {
-            let state = local.session.persisted_state();
-            shared.store.save_sync_state(id, &state);
-            local.session = DocSession::resume(&state).unwrap_or_default();
-            if local.availability == Availability::Requested {
-                local.availability = Availability::Unavailable;
-            }
+    async fn finish(mut self, shared: &Shared, close: bool) {
+        if close {
+            let _ = self.socket.close(None).await;
         }
-    }
-    shared.bump_progress();
-}
-
-/// Sync messages for every document whose session has something to say.
-fn pending_messages(shared: &Shared, server: &PeerId) -> Vec<Message> {
-    let mut docs = shared.docs();
-    let mut out = Vec::new();
-    for (id, local) in docs.iter_mut() {
-        if local.availability == Availability::Unavailable {
-            continue;
-        }
-        if let Some(data) = local.session.generate(&local.doc) {
-            let request = local.availability == Availability::Requested;
-            out.push(sync_message(shared, server, *id, data, request));
-        }
-    }
-    out
-}
-
-fn sync_message(
-    shared: &Shared,
-    server: &PeerId,
-    document_id: DocumentId,
-    data: Vec<u8>,
-    request: bool,
-) -> Message {
-    let sender_id = shared.peer_id.clone();
-    let target_id = server.clone();
-    if request {
-        Message::Request {
-            sender_id,
-            target_id,
-            document_id,
-            data,
-        }
-    } else {
-        Message::Sync {
-            sender_id,
-            target_id,
-            document_id,
-            data,
-        }
-    }
-}
-
-/// Applies one message from the server; returns what to send back.
-fn handle(shared: &Shared, server: &PeerId, message: Message) -> Vec<Message> {
-    match message {
-        Message::Sync {
-            document_id, data, ..
-        } => {
+        {
             let mut docs = shared.docs();
-            let Some(local) = docs.get_mut(&document_id) else {
-                return Vec::new();
+            for local in docs.values_mut() {
+                let state = local.session.persisted_state();
+                local.session = DocSession::resume(&state).unwrap_or_default();
+                if local.availability == Availability::Requested {
+                    local.availability = Availability::Unavailable;
+                }
+            }
+        }
+        shared.bump_progress();
+        shared.publish_status(SyncState::Offline, false);
+    }
+}
+
+/// What one connection knows beyond the documents.
+struct ConnectionState {
+    server: PeerId,
+    /// Documents offered on this connection: the server has a session for each.
+    active: HashSet<DocumentId>,
+}
+
+impl ConnectionState {
+    /// Checks which server this is. A store that meets a different server (another database)
+    /// forgets its sync states, since they describe what it shared with the old one. Returns
+    /// whether changed-docs catch-up can be used.
+    async fn prepare(
+        &self,
+        shared: &Shared,
+        meta: &PeerMetadata,
+    ) -> Result<bool, crate::error::StoreError> {
+        let server_store = meta.storage_id.as_ref().map(|s| s.as_str().to_string());
+        let known = shared.store.get_meta("server_storage_id").await?;
+        let same_server = server_store.is_some() && known == server_store;
+        if !same_server {
+            if known.is_some() {
+                shared.store.clear_sync_states().await?;
+                let mut docs = shared.docs();
+                for local in docs.values_mut() {
+                    local.session = DocSession::new();
+                    local.saved_shared.clear();
+                    local.refresh_unsent();
+                }
+            }
+            if let Some(id) = &server_store {
+                shared.store.set_meta("server_storage_id", id).await?;
+            }
+        }
+        Ok(shared.config.catch_up && same_server && meta.supports(EXT_CHANGED_DOCS))
+    }
+
+    /// Sync messages for `ids` (those held or requested), marking them active.
+    fn offer(
+        &mut self,
+        shared: &Shared,
+        ids: impl IntoIterator<Item = DocumentId>,
+    ) -> Vec<Message> {
+        let mut docs = shared.docs();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(local) = docs.get_mut(&id) else {
+                continue;
             };
-            let effects = match local.session.on_message(&mut local.doc, &data) {
+            if local.availability == Availability::Unavailable {
+                continue;
+            }
+            self.active.insert(id);
+            if let Some(data) = local.session.generate(&local.doc) {
+                out.push(self.sync_message(shared, id, data, local));
+            }
+        }
+        out
+    }
+
+    fn sync_message(
+        &self,
+        shared: &Shared,
+        document_id: DocumentId,
+        data: Vec<u8>,
+        local: &LocalDoc,
+    ) -> Message {
+        let sender_id = shared.peer_id.clone();
+        let target_id = self.server.clone();
+        if local.availability == Availability::Requested {
+            Message::Request {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
+        } else {
+            Message::Sync {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
+        }
+    }
+
+    /// Whether some active document still waits for the server.
+    fn in_flight(&self, shared: &Shared) -> bool {
+        let docs = shared.docs();
+        self.active.iter().any(|id| {
+            docs.get(id).is_some_and(|l| {
+                l.availability == Availability::Requested
+                    || (l.availability == Availability::Ready && !l.session.is_in_sync(&l.doc))
+            })
+        })
+    }
+
+    /// Applies one message from the server; returns what to send back.
+    async fn handle(
+        &mut self,
+        shared: &Shared,
+        message: Message,
+    ) -> Result<Vec<Message>, crate::error::StoreError> {
+        match message {
+            Message::Sync {
+                document_id, data, ..
+            } => self.handle_sync(shared, document_id, &data).await,
+            Message::ChangedDocs { document_ids, .. } => Ok(self.offer(shared, document_ids)),
+            Message::DocUnavailable { document_id, .. } => {
+                let mut docs = shared.docs();
+                if let Some(local) = docs.get_mut(&document_id)
+                    && local.availability == Availability::Requested
+                {
+                    local.availability = Availability::Unavailable;
+                }
+                Ok(Vec::new())
+            }
+            Message::Error { message, .. } => {
+                tracing::warn!(%message, "server reported an error");
+                let document = message
+                    .strip_prefix("document ")
+                    .and_then(|rest| rest.split(':').next())
+                    .and_then(|id| id.parse().ok());
+                shared
+                    .server_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(message.clone());
+                shared.emit(ClientEvent::ServerError { document, message });
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn handle_sync(
+        &mut self,
+        shared: &Shared,
+        id: DocumentId,
+        data: &[u8],
+    ) -> Result<Vec<Message>, crate::error::StoreError> {
+        let (reply_data, patches, changed) = {
+            let mut docs = shared.docs();
+            let Some(local) = docs.get_mut(&id) else {
+                return Ok(Vec::new());
+            };
+            let before = local.doc.get_heads();
+            let effects = match local.session.on_message(&mut local.doc, data) {
                 Ok(effects) => effects,
                 Err(e) => {
-                    tracing::warn!(doc_id = %document_id, error = %e, "bad sync message from server");
-                    return Vec::new();
+                    tracing::warn!(doc_id = %id, error = %e, "bad sync message from server");
+                    return Ok(Vec::new());
                 }
             };
             if local.availability == Availability::Requested && !local.doc.get_heads().is_empty() {
                 local.availability = Availability::Ready;
             }
-            if effects.persist.is_some() {
-                shared.persist(&document_id, local);
-            }
-            let request = local.availability == Availability::Requested;
-            effects
-                .send
-                .map(|data| vec![sync_message(shared, server, document_id, data, request)])
-                .unwrap_or_default()
+            local.refresh_unsent();
+            let patches = if effects.heads_changed && local.availability == Availability::Ready {
+                local.doc.diff(&before, &local.doc.get_heads())
+            } else {
+                Vec::new()
+            };
+            (effects.send, patches, effects.heads_changed)
+        };
+        // Durable first, acknowledged after: the reply carries our new heads.
+        if changed {
+            shared.persist(id).await?;
         }
-        Message::DocUnavailable { document_id, .. } => {
-            let mut docs = shared.docs();
-            if let Some(local) = docs.get_mut(&document_id)
-                && local.availability == Availability::Requested
-            {
-                local.availability = Availability::Unavailable;
-            }
-            Vec::new()
+        shared.persist_sync_state(id).await?;
+        if changed && !patches.is_empty() {
+            shared.emit(ClientEvent::DocumentChanged {
+                id,
+                origin: Origin::Remote,
+                patches,
+            });
         }
-        Message::Error { message, .. } => {
-            tracing::warn!(%message, "server reported an error");
-            shared
-                .server_errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(message);
-            Vec::new()
-        }
-        _ => Vec::new(),
+        self.active.insert(id);
+        let docs = shared.docs();
+        Ok(match (reply_data, docs.get(&id)) {
+            (Some(data), Some(local)) => vec![self.sync_message(shared, id, data, local)],
+            _ => Vec::new(),
+        })
     }
 }

@@ -2,8 +2,35 @@
 
 use lianxin_protocol::DocumentId;
 
+/// Why the local store could not be opened or written. Each variant names the file, so an app
+/// can tell the user which store is affected; nothing is ever silently dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path} is not a Lianxin store or is damaged: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "store {path} was written by a newer version of Lianxin (schema {version}); \
+         update the app to open it"
+    )]
+    NewerSchema { path: String, version: i64 },
+    #[error("store {path}: document {document} does not load: {reason}")]
+    BadDocument {
+        path: String,
+        document: String,
+        reason: String,
+    },
+    #[error("store {path}: {source}")]
+    Database {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("the server refused the token: {0}")]
     Unauthorized(String),
     #[error("cannot connect to {url}: {reason}")]
@@ -20,6 +47,4 @@ pub enum ClientError {
     Timeout(&'static str),
     #[error("automerge: {0}")]
     Automerge(#[from] automerge::AutomergeError),
-    #[error("the server reported: {0}")]
-    Server(String),
 }

@@ -1,37 +1,49 @@
-//! The Lianxin client SDK: Automerge documents that a field device edits with or without a
-//! network, synced with a Lianxin server (or any automerge-repo websocket server) when one is
-//! reachable.
+//! The Lianxin client SDK: what a field app embeds so that a worker never waits for the network
+//! and nothing recorded on the phone is lost. Documents are Automerge documents in a local
+//! SQLite store; every edit is durable before the call returns; a background task syncs with a
+//! Lianxin server (or any automerge-repo websocket server) whenever one is reachable.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lianxin_client::ClientError> {
-//! use lianxin_client::{Client, ClientConfig};
+//! use std::time::Duration;
 //! use automerge::{ROOT, transaction::Transactable};
+//! use lianxin_client::{Client, ClientConfig};
 //!
-//! let client = Client::new(ClientConfig::default());
-//! // Works offline: the document exists locally at once.
-//! let id = client.create(|tx| tx.put(ROOT, "household", "3-2-401").map(|_| ()))?;
-//! client.connect("ws://127.0.0.1:8080/v1/sync", "<token>").await?;
-//! client.wait_synced(id, std::time::Duration::from_secs(5)).await?;
+//! let client = Client::open("visits.db", ClientConfig::default()).await?;
+//! // Works offline: the visit is stored at once.
+//! let visit = client
+//!     .create(|tx| tx.put(ROOT, "household", "3-2-401").map(|_| ()))
+//!     .await?;
+//! // Sync in the background whenever the server is reachable.
+//! client.start_sync("ws://127.0.0.1:8080/v1/sync", "<token>").await;
+//! client.wait_synced(visit, Duration::from_secs(30)).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! # Layout
-//! - [`client`][]: [`Client`], the handle an app holds: create, change, read, open, sync.
-//! - [`connection`][]: the background task that speaks the protocol over one websocket.
-//! - [`store`][]: where documents and their sync state live ([`DocStore`]); in memory for now,
-//!   the durable SQLite store slots in behind the same trait.
-//! - [`error`][]: [`ClientError`].
+//! - [`client`][]: [`Client`], the handle an app holds: create, change, read, fetch, sync.
+//! - [`store`][]: [`Store`], the SQLite file with documents, sync states and settings.
+//! - `sync`: the background task that reconnects with [`backoff`][].
+//! - `connection`: one websocket connection: handshake, catch-up, applying and sending.
+//! - [`event`][]: [`ClientEvent`] and [`SyncStatus`] for the app.
+//! - [`cli`][]: the `lianxin` command line, one device over a store file.
+//! - [`error`][]: [`ClientError`], [`StoreError`].
 //!
 //! The protocol itself (messages, sync sessions) is `lianxin-protocol`'s; this crate adds IO.
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod cli;
 pub mod client;
-pub mod connection;
+mod connection;
 pub mod error;
+pub mod event;
 pub mod store;
+mod sync;
 
 pub use client::{Client, ClientConfig, ClientStats};
-pub use error::ClientError;
+pub use error::{ClientError, StoreError};
+pub use event::{ClientEvent, Origin, SyncState, SyncStatus};
 pub use lianxin_protocol::DocumentId;
-pub use store::{DocStore, MemoryStore};
+pub use store::Store;

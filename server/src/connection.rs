@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
-use lianxin_protocol::{DocumentId, Message, PeerId, PeerMetadata, StorageId, handshake};
+use lianxin_protocol::{
+    DocumentId, EXT_CHANGED_DOCS, Message, PeerId, PeerMetadata, StorageId, handshake,
+};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +73,8 @@ struct Connection {
     state: AppState,
     identity: Identity,
     leases: HashMap<DocumentId, DocLease>,
+    /// Documents this connection watches for changed-docs notifications.
+    watched: Vec<DocumentId>,
     peer: Option<Arc<Peer>>,
     kill: CancellationToken,
 }
@@ -82,6 +86,7 @@ impl Connection {
             state,
             identity,
             leases: HashMap::new(),
+            watched: Vec::new(),
             peer: None,
             kill: CancellationToken::new(),
         }
@@ -214,10 +219,23 @@ impl Connection {
             let Some(message) = self.decode(socket, &bytes).await else {
                 continue;
             };
+            // Server-side sync state is kept per device, and per local store of that device
+            // when the client announces one: the store ID is the client's word, but it can
+            // only separate that device's own records, never reach another user's.
+            let peer_key = match (self.identity.peer_key(), client_storage_id(&message)) {
+                (Some(key), Some(store)) => Some(format!("{key}/{store}")),
+                (key, _) => key,
+            };
             let storage_id = StorageId::new(self.state.storage_id.clone()).ok();
             let meta = PeerMetadata {
                 storage_id,
                 is_ephemeral: false,
+                // Catch-up needs a stable device identity to remember what it holds.
+                extensions: if peer_key.is_some() {
+                    vec![EXT_CHANGED_DOCS.to_string()]
+                } else {
+                    Vec::new()
+                },
             };
             match handshake::answer_join(&message, &self.server_peer(), meta, None) {
                 Ok(reply) => {
@@ -227,7 +245,7 @@ impl Connection {
                     self.peer = Some(Arc::new(Peer {
                         conn: self.conn,
                         remote,
-                        peer_key: self.identity.peer_key(),
+                        peer_key,
                         outbox,
                         kill: self.kill.clone(),
                     }));
@@ -343,6 +361,10 @@ impl Connection {
                     },
                 )
             }
+            Message::ChangedDocsRequest { .. } => {
+                self.changed_docs(socket, &peer).await;
+                return Ok(());
+            }
             Message::Leave { .. } => return Err(End::ClientClosed),
             Message::Join { .. } => {
                 self.send_error(socket, Some(peer.remote.clone()), "already joined".into())
@@ -379,9 +401,63 @@ impl Connection {
         Ok(())
     }
 
+    /// Answers a changed-docs request: which of the documents this device synced before have
+    /// changed since, and from now on, a notification whenever one of them changes.
+    async fn changed_docs(&mut self, socket: &mut WebSocket, peer: &Arc<Peer>) {
+        let Some(key) = &peer.peer_key else {
+            self.send_error(
+                socket,
+                Some(peer.remote.clone()),
+                "changed-docs needs a token that names a device".into(),
+            )
+            .await;
+            return;
+        };
+        let held = match self.state.store.device_documents(key).await {
+            Ok(held) => held,
+            Err(e) => {
+                self.state.metrics.storage_errors.inc();
+                tracing::error!(error = %e, "reading the device's documents failed");
+                self.send_error(
+                    socket,
+                    Some(peer.remote.clone()),
+                    "storage unavailable, try again later".into(),
+                )
+                .await;
+                return;
+            }
+        };
+        // Watch first, then answer: a change committed after the query is announced by the
+        // watch, one committed before it is in the answer; at worst a document is named twice.
+        let ids: Vec<DocumentId> = held.iter().map(|(id, _)| *id).collect();
+        self.state.hub.watch(peer, &ids);
+        self.watched.extend_from_slice(&ids);
+        let changed = held
+            .into_iter()
+            .filter_map(|(id, changed)| changed.then_some(id))
+            .collect();
+        let _ = peer.outbox.try_send(Message::ChangedDocs {
+            sender_id: self.server_peer(),
+            target_id: peer.remote.clone(),
+            document_ids: changed,
+        });
+    }
+
     async fn close_documents(&mut self) {
+        self.state.hub.unwatch(self.conn, &self.watched);
         for (_, lease) in self.leases.drain() {
             lease.release().await;
         }
+    }
+}
+
+/// The storage ID a client announced in its `join`, if any.
+fn client_storage_id(join: &Message) -> Option<String> {
+    match join {
+        Message::Join {
+            peer_metadata: Some(meta),
+            ..
+        } => meta.storage_id.as_ref().map(|s| s.as_str().to_string()),
+        _ => None,
     }
 }

@@ -70,6 +70,9 @@ pub struct DocHub {
 #[derive(Debug)]
 struct HubInner {
     docs: Mutex<HashMap<DocumentId, Slot>>,
+    /// Connections to tell when a document changes although they do not have it open: devices
+    /// that hold the document and asked for changed-docs catch-up (see `watch`).
+    watchers: Mutex<HashMap<DocumentId, Vec<Arc<Peer>>>>,
     ctx: Arc<DocContext>,
     next_generation: std::sync::atomic::AtomicU64,
 }
@@ -86,6 +89,7 @@ impl DocHub {
         Self {
             inner: Arc::new(HubInner {
                 docs: Mutex::new(HashMap::new()),
+                watchers: Mutex::new(HashMap::new()),
                 ctx: Arc::new(ctx),
                 next_generation: std::sync::atomic::AtomicU64::new(1),
             }),
@@ -123,6 +127,47 @@ impl DocHub {
             tx: slot.tx.clone(),
             released: false,
         }
+    }
+
+    /// Registers `peer` to hear (as a `changed-docs` message) when any of `docs` changes, for
+    /// documents the device holds but has not opened on this connection. Costs one entry per
+    /// (connection, document) and no document in memory.
+    pub fn watch(&self, peer: &Arc<Peer>, docs: &[DocumentId]) {
+        let mut watchers = self.watchers();
+        for doc in docs {
+            let list = watchers.entry(*doc).or_default();
+            if !list.iter().any(|p| p.conn == peer.conn) {
+                list.push(peer.clone());
+            }
+        }
+    }
+
+    /// Removes `conn`'s watches on `docs` (when the connection closes).
+    pub fn unwatch(&self, conn: ConnId, docs: &[DocumentId]) {
+        let mut watchers = self.watchers();
+        for doc in docs {
+            if let Some(list) = watchers.get_mut(doc) {
+                list.retain(|p| p.conn != conn);
+                if list.is_empty() {
+                    watchers.remove(doc);
+                }
+            }
+        }
+    }
+
+    /// The watchers of `doc` for which `skip` is false.
+    fn watchers_of(&self, doc: &DocumentId, skip: impl Fn(ConnId) -> bool) -> Vec<Arc<Peer>> {
+        self.watchers()
+            .get(doc)
+            .map(|list| list.iter().filter(|p| !skip(p.conn)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn watchers(&self) -> MutexGuard<'_, HashMap<DocumentId, Vec<Arc<Peer>>>> {
+        self.inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Number of documents in memory now.

@@ -177,14 +177,24 @@ impl Store {
         dispatch!(self, s => s.load_sync_state(peer_key, doc).await)
     }
 
-    /// Saves the sync state for (`peer_key`, `doc`).
+    /// Saves the sync state for (`peer_key`, `doc`). `synced_seq` is the document's
+    /// `last_seq` if the device holds every change up to it, else 0.
     pub async fn save_sync_state(
         &self,
         peer_key: &str,
         doc: &DocumentId,
         state: &[u8],
+        synced_seq: i64,
     ) -> Result<(), StorageError> {
-        dispatch!(self, s => s.save_sync_state(peer_key, doc, state).await)
+        dispatch!(self, s => s.save_sync_state(peer_key, doc, state, synced_seq).await)
+    }
+
+    /// Every document the device `peer_key` has synced before, and whether it changed since.
+    pub async fn device_documents(
+        &self,
+        peer_key: &str,
+    ) -> Result<Vec<(DocumentId, bool)>, StorageError> {
+        dispatch!(self, s => s.device_documents(peer_key).await)
     }
 
     /// Number of stored documents (for tests and admin figures).
@@ -386,18 +396,42 @@ macro_rules! store_impl {
                 peer_key: &str,
                 doc: &lianxin_protocol::DocumentId,
                 state: &[u8],
+                synced_seq: i64,
             ) -> Result<(), super::StorageError> {
                 sqlx::query(
-                    "INSERT INTO sync_states (peer_key, document_id, state) VALUES ($1, $2, $3) \
+                    "INSERT INTO sync_states (peer_key, document_id, state, synced_seq) \
+                     VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (peer_key, document_id) \
-                     DO UPDATE SET state = excluded.state, updated_at = CURRENT_TIMESTAMP",
+                     DO UPDATE SET state = excluded.state, synced_seq = excluded.synced_seq, \
+                     updated_at = CURRENT_TIMESTAMP",
                 )
                 .bind(peer_key)
                 .bind(doc.to_string())
                 .bind(state)
+                .bind(synced_seq)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            pub(super) async fn device_documents(
+                &self,
+                peer_key: &str,
+            ) -> Result<Vec<(lianxin_protocol::DocumentId, bool)>, super::StorageError> {
+                let rows: Vec<(String, bool)> = sqlx::query_as(
+                    "SELECT s.document_id, d.last_seq > s.synced_seq FROM sync_states s \
+                     JOIN documents d ON d.id = s.document_id WHERE s.peer_key = $1",
+                )
+                .bind(peer_key)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, changed)| {
+                        id.parse()
+                            .map(|id| (id, changed))
+                            .map_err(|_| super::StorageError::BadDocumentId(id))
+                    })
+                    .collect()
             }
 
             pub(super) async fn count_documents(&self) -> Result<i64, super::StorageError> {

@@ -20,6 +20,9 @@
 //! - A second `join` with a peer ID that already has a socket makes the JavaScript server close
 //!   the older socket: the newest connection for a peer ID wins. Messages arriving on a socket
 //!   whose peer ID has since joined elsewhere are dropped.
+//! - Lianxin peers also list the extensions they speak in `peerMetadata` (see
+//!   [`crate::extension`]). A client learns the server's from [`RemotePeer::supports`] and uses
+//!   an extension only if the server listed it; a stock server lists none.
 //!
 //! This module builds and checks handshake messages. It must not authenticate anyone or track
 //! connections; the server does both.
@@ -63,6 +66,17 @@ impl HandshakeError {
 pub struct RemotePeer {
     pub peer_id: PeerId,
     pub metadata: Option<PeerMetadata>,
+}
+
+impl RemotePeer {
+    /// Whether the server listed the extension `ext` (for example
+    /// [`EXT_CHANGED_DOCS`](crate::EXT_CHANGED_DOCS)) in its `peer` metadata. A server that
+    /// sent no metadata speaks no extension.
+    pub fn supports(&self, ext: &str) -> bool {
+        self.metadata
+            .as_ref()
+            .is_some_and(|meta| meta.supports(ext))
+    }
 }
 
 /// The `join` a client sends when its socket opens.
@@ -144,7 +158,7 @@ pub fn accept_answer(answer: &Message) -> Result<RemotePeer, HandshakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StorageId;
+    use crate::{EXT_CHANGED_DOCS, StorageId};
 
     fn peer(s: &str) -> PeerId {
         PeerId::new(s).unwrap()
@@ -154,6 +168,7 @@ mod tests {
         PeerMetadata {
             storage_id: Some(StorageId::new("server-store").unwrap()),
             is_ephemeral: false,
+            extensions: vec![EXT_CHANGED_DOCS.to_owned()],
         }
     }
 
@@ -162,6 +177,7 @@ mod tests {
         let client_meta = PeerMetadata {
             storage_id: None,
             is_ephemeral: true,
+            extensions: vec![],
         };
         let join = join(&peer("client"), client_meta);
         // The join survives the wire, as the server would receive it.
@@ -179,6 +195,25 @@ mod tests {
         let remote = accept_answer(&Message::decode(&answer.encode()).unwrap()).unwrap();
         assert_eq!(remote.peer_id, peer("server"));
         assert_eq!(remote.metadata, Some(server_meta()));
+        // The extensions the server advertised reach the client through the wire.
+        assert!(remote.supports(EXT_CHANGED_DOCS));
+        assert!(!remote.supports("lianxin/something-else/1"));
+    }
+
+    #[test]
+    fn a_server_without_extensions_supports_none() {
+        let answer = |peer_metadata| Message::Peer {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            selected_protocol_version: "1".into(),
+            peer_metadata,
+        };
+        // A stock automerge-repo server: metadata without `lianxinExtensions`, or none at all.
+        for metadata in [Some(PeerMetadata::default()), None] {
+            let wire = Message::decode(&answer(metadata).encode()).unwrap();
+            let remote = accept_answer(&wire).unwrap();
+            assert!(!remote.supports(EXT_CHANGED_DOCS));
+        }
     }
 
     #[test]

@@ -13,8 +13,12 @@
 //! - [`document_id`]: [`DocumentId`], the 16-byte document identifier, with its bs58check string
 //!   form and its `automerge:` URL form.
 //! - [`peer_id`]: [`PeerId`] and [`StorageId`], the string identifiers peers announce.
-//! - [`message`]: [`Message`], the automerge-repo v1 wire messages, and their CBOR encoding,
-//!   byte-compatible with what `cbor-x` produces in the JavaScript repo.
+//! - [`message`]: [`Message`], the automerge-repo v1 wire messages plus Lianxin's `lianxin-`
+//!   extension messages, and their CBOR encoding, byte-compatible with what `cbor-x` produces in
+//!   the JavaScript repo.
+//! - [`extension`]: the names of Lianxin's extensions to the protocol, such as
+//!   [`EXT_CHANGED_DOCS`], which peers advertise in [`PeerMetadata`] and stock automerge-repo
+//!   peers never see.
 //! - [`session`]: [`DocSession`], one sync conversation about one document with one peer, on top
 //!   of `automerge::sync`, returning [`Effects`] (what to persist, what to send).
 //! - [`handshake`]: the `join` / `peer` / `error` exchange that opens a websocket connection.
@@ -22,12 +26,14 @@
 #![forbid(unsafe_code)]
 
 pub mod document_id;
+pub mod extension;
 pub mod handshake;
 pub mod message;
 pub mod peer_id;
 pub mod session;
 
 pub use document_id::{DocumentId, DocumentIdError};
+pub use extension::EXT_CHANGED_DOCS;
 pub use handshake::{HandshakeError, PROTOCOL_V1, RemotePeer};
 pub use message::{DecodeError, Message, PeerMetadata, RemoteHeads};
 pub use peer_id::{PeerId, PeerIdError, StorageId};

@@ -5,7 +5,8 @@
 //! (`sync`, `request`, `doc-unavailable`, `ephemeral`, `remote-subscription-change`,
 //! `remote-heads-changed`) and `packages/automerge-repo-network-websocket/src/messages.ts`
 //! (`join`, `peer`, `error`, plus `leave` from older adapters), with the wire field names
-//! spelled exactly as there.
+//! spelled exactly as there. Messages whose type starts with `lianxin-` belong to Lianxin's own
+//! extensions (see [`crate::extension`]) and go only to peers that advertised the extension.
 //!
 //! [`Message::encode`] writes the bytes the JavaScript repo would write for the same message (see
 //! `message/encode.rs` for the cbor-x rules it follows), so captures from either side compare
@@ -19,7 +20,7 @@
 mod decode;
 mod encode;
 
-pub use decode::{DecodeError, MAX_DEPTH};
+pub use decode::{DecodeError, MAX_CHANGED_DOCS, MAX_DEPTH, MAX_EXTENSION_LEN, MAX_EXTENSIONS};
 
 use crate::{DocumentId, PeerId, StorageId};
 
@@ -108,6 +109,22 @@ pub enum Message {
         /// On the wire a map from storage ID to heads; kept in wire order here.
         new_heads: Vec<(StorageId, RemoteHeads)>,
     },
+    /// Client to server, Lianxin extension [`EXT_CHANGED_DOCS`](crate::EXT_CHANGED_DOCS): "which
+    /// documents changed since this device last synced them?". Sent only to a server that
+    /// advertised the extension.
+    ChangedDocsRequest {
+        sender_id: PeerId,
+        target_id: PeerId,
+    },
+    /// Server to client, the answer to [`Message::ChangedDocsRequest`]: the documents that
+    /// changed since this device last synced them, which the client should sync now.
+    ChangedDocs {
+        sender_id: PeerId,
+        target_id: PeerId,
+        /// On the wire an array of document ID strings; decoding accepts at most
+        /// [`MAX_CHANGED_DOCS`] of them.
+        document_ids: Vec<DocumentId>,
+    },
 }
 
 /// What a peer says about itself in `join` and `peer`.
@@ -117,6 +134,22 @@ pub struct PeerMetadata {
     pub storage_id: Option<StorageId>,
     /// An ephemeral peer asks others not to persist sync state for it.
     pub is_ephemeral: bool,
+    /// The Lianxin extensions the peer speaks, such as
+    /// [`EXT_CHANGED_DOCS`](crate::EXT_CHANGED_DOCS).
+    ///
+    /// On the wire this is `lianxinExtensions`, an array of text written only when the list is
+    /// not empty, so without extensions the metadata is byte for byte what automerge-repo writes.
+    /// A stock peer sends no such entry, which reads as an empty list. Decoding accepts at most
+    /// [`MAX_EXTENSIONS`] names of at most [`MAX_EXTENSION_LEN`] bytes each.
+    pub extensions: Vec<String>,
+}
+
+impl PeerMetadata {
+    /// Whether the peer listed the extension `ext` (for example
+    /// [`EXT_CHANGED_DOCS`](crate::EXT_CHANGED_DOCS)) in its metadata.
+    pub fn supports(&self, ext: &str) -> bool {
+        self.extensions.iter().any(|e| e == ext)
+    }
 }
 
 /// The heads of a document as seen by one storage, in a `remote-heads-changed` message.
@@ -158,6 +191,8 @@ impl Message {
             Message::Error { .. } => "error",
             Message::RemoteSubscriptionChange { .. } => "remote-subscription-change",
             Message::RemoteHeadsChanged { .. } => "remote-heads-changed",
+            Message::ChangedDocsRequest { .. } => "lianxin-changed-docs-request",
+            Message::ChangedDocs { .. } => "lianxin-changed-docs",
         }
     }
 
@@ -173,7 +208,9 @@ impl Message {
             | Message::Peer { .. }
             | Message::Leave { .. }
             | Message::Error { .. }
-            | Message::RemoteSubscriptionChange { .. } => None,
+            | Message::RemoteSubscriptionChange { .. }
+            | Message::ChangedDocsRequest { .. }
+            | Message::ChangedDocs { .. } => None,
         }
     }
 
@@ -189,7 +226,9 @@ impl Message {
             | Message::Ephemeral { sender_id, .. }
             | Message::Error { sender_id, .. }
             | Message::RemoteSubscriptionChange { sender_id, .. }
-            | Message::RemoteHeadsChanged { sender_id, .. } => sender_id,
+            | Message::RemoteHeadsChanged { sender_id, .. }
+            | Message::ChangedDocsRequest { sender_id, .. }
+            | Message::ChangedDocs { sender_id, .. } => sender_id,
         }
     }
 
@@ -202,7 +241,9 @@ impl Message {
             | Message::DocUnavailable { target_id, .. }
             | Message::Ephemeral { target_id, .. }
             | Message::RemoteSubscriptionChange { target_id, .. }
-            | Message::RemoteHeadsChanged { target_id, .. } => Some(target_id),
+            | Message::RemoteHeadsChanged { target_id, .. }
+            | Message::ChangedDocsRequest { target_id, .. }
+            | Message::ChangedDocs { target_id, .. } => Some(target_id),
             Message::Error { target_id, .. } => target_id.as_ref(),
             Message::Join { .. } | Message::Leave { .. } => None,
         }

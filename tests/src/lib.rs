@@ -184,8 +184,8 @@ impl RawPeer {
         let join = handshake::join(
             &peer.peer_id,
             PeerMetadata {
-                storage_id: None,
                 is_ephemeral: true,
+                ..PeerMetadata::default()
             },
         );
         peer.send(&join).await;

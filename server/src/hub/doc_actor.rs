@@ -387,6 +387,25 @@ impl DocActor {
             }
         }
 
+        // Devices that hold the document without having it open hear that it changed.
+        if effects.heads_changed || caught_up {
+            let sessions = &self.sessions;
+            for watcher in self
+                .hub
+                .watchers_of(&doc_id, |conn| sessions.contains_key(&conn))
+            {
+                push(
+                    &self.ctx,
+                    &watcher,
+                    Message::ChangedDocs {
+                        sender_id: self.ctx.server_peer.clone(),
+                        target_id: watcher.remote.clone(),
+                        document_ids: vec![doc_id],
+                    },
+                );
+            }
+        }
+
         if loaded.chunks_since_snapshot >= self.ctx.limits.compact_after_chunks {
             self.compact().await;
         }
@@ -424,7 +443,24 @@ impl DocActor {
         };
         if let Some(key) = &slot.peer.peer_key {
             let state = slot.session.persisted_state();
-            if let Err(e) = self.ctx.store.save_sync_state(key, &self.id, &state).await {
+            // The device holds everything stored up to `last_seq` only if the heads it shares
+            // with us are all of the document's heads.
+            let synced_seq = match &self.loaded {
+                Some(loaded) if loaded.stored => {
+                    let mut shared = slot.session.shared_heads();
+                    shared.sort();
+                    let mut heads = loaded.doc.get_heads();
+                    heads.sort();
+                    if shared == heads { loaded.last_seq } else { 0 }
+                }
+                _ => 0,
+            };
+            if let Err(e) = self
+                .ctx
+                .store
+                .save_sync_state(key, &self.id, &state, synced_seq)
+                .await
+            {
                 self.ctx.metrics.storage_errors.inc();
                 tracing::warn!(error = %e, "saving sync state failed");
             }

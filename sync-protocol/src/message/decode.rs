@@ -7,6 +7,11 @@
 //! `undefined` meaning "absent", numbers accepted as integers or floats (JavaScript has only the
 //! one number type), byte strings accepted with or without tag 64.
 //!
+//! Memory stays proportional to the input: ciborium grows arrays, maps and byte strings as their
+//! items actually arrive instead of reserving what a header declares, so a header claiming
+//! billions of items fails as truncated input before much is allocated. The list limits below
+//! come on top, so that what a message may carry does not depend on the caller's frame limit.
+//!
 //! This module must not panic on any input, and its error messages are sent to clients, so they
 //! describe the problem without echoing large or unprintable input back.
 
@@ -20,6 +25,27 @@ use crate::{DocumentId, DocumentIdError, PeerId, PeerIdError, StorageId};
 /// The deepest legitimate message, `remote-heads-changed`, nests four levels (message, `newHeads`,
 /// one entry, its `heads` array); the margin leaves room for future fields.
 pub const MAX_DEPTH: usize = 16;
+
+/// How many extension names a `peerMetadata.lianxinExtensions` list may hold.
+pub const MAX_EXTENSIONS: usize = 32;
+
+/// How long, in bytes, one name in `peerMetadata.lianxinExtensions` may be.
+pub const MAX_EXTENSION_LEN: usize = 64;
+
+/// How many document IDs one `lianxin-changed-docs` message may list.
+///
+/// A million IDs take about 30 MB of CBOR, far beyond any sensible frame limit, so this never
+/// rejects what a caller's frame limit lets through; it bounds the list for callers with none.
+pub const MAX_CHANGED_DOCS: usize = 1_000_000;
+
+/// What a bad `lianxinExtensions` list should have been; the numbers are [`MAX_EXTENSIONS`] and
+/// [`MAX_EXTENSION_LEN`], checked by a test.
+pub(super) const EXPECTED_EXTENSIONS: &str =
+    "an array of at most 32 text strings of at most 64 bytes each";
+
+/// What a too-long `documentIds` list should have been; the number is [`MAX_CHANGED_DOCS`],
+/// checked by a test.
+pub(super) const EXPECTED_DOCUMENT_IDS: &str = "an array of at most 1000000 document IDs";
 
 /// The CBOR tag cbor-x puts around a `Uint8Array` when `tagUint8Array` is on.
 const TAG_UINT8_ARRAY: u64 = 64;
@@ -147,6 +173,15 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
             document_id: fields.document_id("documentId")?,
             new_heads: fields.new_heads("newHeads")?,
         },
+        "lianxin-changed-docs-request" => Message::ChangedDocsRequest {
+            sender_id: fields.peer_id("senderId")?,
+            target_id: fields.peer_id("targetId")?,
+        },
+        "lianxin-changed-docs" => Message::ChangedDocs {
+            sender_id: fields.peer_id("senderId")?,
+            target_id: fields.peer_id("targetId")?,
+            document_ids: fields.document_id_list("documentIds")?,
+        },
         _ => return Err(DecodeError::UnknownType(truncate(type_name))),
     };
     Ok(message)
@@ -216,12 +251,19 @@ impl Fields {
     }
 
     fn document_id(&mut self, name: &'static str) -> Result<DocumentId, DecodeError> {
-        as_text(self.required(name)?, name)?
-            .parse()
-            .map_err(|source| DecodeError::InvalidDocumentId {
-                field: name,
-                source,
-            })
+        to_document_id(self.required(name)?, name)
+    }
+
+    /// An array of document IDs, each in the same string form as a `documentId` field.
+    fn document_id_list(&mut self, name: &'static str) -> Result<Vec<DocumentId>, DecodeError> {
+        let items = as_array(self.required(name)?, name)?;
+        if items.len() > MAX_CHANGED_DOCS {
+            return Err(invalid(name, EXPECTED_DOCUMENT_IDS));
+        }
+        items
+            .into_iter()
+            .map(|item| to_document_id(item, name))
+            .collect()
     }
 
     /// A byte string, plain or wrapped in tag 64 (what cbor-x writes when `tagUint8Array` is on,
@@ -282,9 +324,14 @@ impl Fields {
             Some(Value::Bool(b)) => b,
             Some(_) => return Err(invalid("peerMetadata.isEphemeral", "a boolean")),
         };
+        let extensions = match meta.take("lianxinExtensions") {
+            None => Vec::new(),
+            Some(value) => to_extensions(value)?,
+        };
         Ok(Some(PeerMetadata {
             storage_id,
             is_ephemeral,
+            extensions,
         }))
     }
 
@@ -330,6 +377,29 @@ fn as_array(value: Value, field: &'static str) -> Result<Vec<Value>, DecodeError
         Value::Array(items) => Ok(items),
         _ => Err(invalid(field, "an array")),
     }
+}
+
+fn to_document_id(value: Value, field: &'static str) -> Result<DocumentId, DecodeError> {
+    as_text(value, field)?
+        .parse()
+        .map_err(|source| DecodeError::InvalidDocumentId { field, source })
+}
+
+/// The `lianxinExtensions` list of a `peerMetadata`, within [`MAX_EXTENSIONS`] and
+/// [`MAX_EXTENSION_LEN`].
+fn to_extensions(value: Value) -> Result<Vec<String>, DecodeError> {
+    const FIELD: &str = "peerMetadata.lianxinExtensions";
+    let items = match value {
+        Value::Array(items) if items.len() <= MAX_EXTENSIONS => items,
+        _ => return Err(invalid(FIELD, EXPECTED_EXTENSIONS)),
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Text(name) if name.len() <= MAX_EXTENSION_LEN => Ok(name),
+            _ => Err(invalid(FIELD, EXPECTED_EXTENSIONS)),
+        })
+        .collect()
 }
 
 fn to_peer_id(value: Value, field: &'static str) -> Result<PeerId, DecodeError> {

@@ -14,6 +14,10 @@
 //! - a number as an integer when it is whole and fits 32 bits, and as a float64 otherwise;
 //! - `true` and `false` as simple values.
 //!
+//! The `lianxin-` messages have no JavaScript original; they follow the same rules, with the key
+//! order a repo message would get (`type`, `targetId`, the payload, then `senderId`), so that a
+//! JavaScript Lianxin client sending them through `NetworkSubsystem` writes the same bytes.
+//!
 //! This module only writes. It must not reorder, drop or validate fields: the [`Message`] it is
 //! given is already valid by construction.
 
@@ -175,6 +179,30 @@ pub(super) fn encode(message: &Message) -> Vec<u8> {
             }
             w.text_field("senderId", sender_id.as_str());
         }
+        Message::ChangedDocsRequest {
+            sender_id,
+            target_id,
+        } => {
+            w.object(3);
+            w.text_field("type", "lianxin-changed-docs-request");
+            w.text_field("targetId", target_id.as_str());
+            w.text_field("senderId", sender_id.as_str());
+        }
+        Message::ChangedDocs {
+            sender_id,
+            target_id,
+            document_ids,
+        } => {
+            w.object(4);
+            w.text_field("type", "lianxin-changed-docs");
+            w.text_field("targetId", target_id.as_str());
+            w.text("documentIds");
+            w.array(document_ids.len());
+            for document_id in document_ids {
+                w.text(&document_id.to_string());
+            }
+            w.text_field("senderId", sender_id.as_str());
+        }
     }
     w.buf
 }
@@ -264,14 +292,23 @@ impl Writer {
     }
 
     /// Writes `peerMetadata`: `storageId` when there is one, then `isEphemeral`, as `Repo.ts`
-    /// builds it.
+    /// builds it, then `lianxinExtensions` only when there are any, so that a peer without
+    /// extensions writes exactly what `Repo.ts` does.
     fn peer_metadata(&mut self, meta: &PeerMetadata) {
-        self.object(1 + usize::from(meta.storage_id.is_some()));
+        let has_extensions = !meta.extensions.is_empty();
+        self.object(1 + usize::from(meta.storage_id.is_some()) + usize::from(has_extensions));
         if let Some(storage_id) = &meta.storage_id {
             self.text_field("storageId", storage_id.as_str());
         }
         self.text("isEphemeral");
         self.bool(meta.is_ephemeral);
+        if has_extensions {
+            self.text("lianxinExtensions");
+            self.array(meta.extensions.len());
+            for extension in &meta.extensions {
+                self.text(extension);
+            }
+        }
     }
 
     fn remote_heads(&mut self, heads: &RemoteHeads) {

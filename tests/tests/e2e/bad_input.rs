@@ -20,12 +20,13 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
     let app = spawn_app(&db).await;
 
     // A healthy device with a stored document, connected throughout.
-    let good = Client::new(ClientConfig::default());
+    let good = Client::in_memory(ClientConfig::default()).await.unwrap();
     good.connect(&app.ws_url(), &app.token("good", "good-phone"))
         .await
         .unwrap();
     let id = good
         .create(|tx| tx.put(ROOT, "household", "1-1-101").map(|_| ()))
+        .await
         .unwrap();
     good.wait_synced(id, WAIT).await.unwrap();
     let stored_before = app.state.store.load(&id).await.unwrap().unwrap();
@@ -74,14 +75,15 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
     assert_eq!(stored_before.last_seq, stored_after.last_seq);
     assert_eq!(stored_before.chunks, stored_after.chunks);
     good.change(id, |tx| tx.put(ROOT, "heard", "all fine").map(|_| ()))
+        .await
         .unwrap();
     good.wait_synced(id, WAIT).await.unwrap();
-    let other = Client::new(ClientConfig::default());
+    let other = Client::in_memory(ClientConfig::default()).await.unwrap();
     other
         .connect(&app.ws_url(), &app.token("other", "other-phone"))
         .await
         .unwrap();
-    other.open(id, WAIT).await.unwrap();
+    other.fetch(id, WAIT).await.unwrap();
     let heard = other
         .read(id, |doc| {
             doc.get(ROOT, "heard").unwrap().map(|(v, _)| v.to_string())

@@ -59,11 +59,11 @@ async fn automerge_repo_js_client_interoperates() {
     let id: DocumentId = url.parse().expect("automerge URL");
 
     // The Rust client reads what JS wrote.
-    let rust = Client::new(ClientConfig::default());
+    let rust = Client::in_memory(ClientConfig::default()).await.unwrap();
     rust.connect(&app.ws_url(), &app.token("rust-user", "rust-device"))
         .await
         .unwrap();
-    rust.open(id, Duration::from_secs(10)).await.unwrap();
+    rust.fetch(id, Duration::from_secs(10)).await.unwrap();
     let (title, items) = rust
         .read(id, |doc| {
             // automerge-js stores strings as text objects.
@@ -87,6 +87,7 @@ async fn automerge_repo_js_client_interoperates() {
     rust.change(id, |tx| {
         tx.put(ROOT, "fromRust", "hello from rust").map(|_| ())
     })
+    .await
     .unwrap();
     let line = next_line().await;
     assert_eq!(line, "SAW hello from rust");

@@ -17,7 +17,7 @@ async fn connections_over_the_limit_get_503() {
     let mut settings = test_settings(&db);
     settings.limits.max_connections = 1;
     let app = spawn_app_with(settings).await;
-    let first = Client::new(ClientConfig::default());
+    let first = Client::in_memory(ClientConfig::default()).await.unwrap();
     first
         .connect(&app.ws_url(), &app.token("a", "a1"))
         .await
@@ -51,7 +51,7 @@ async fn a_document_over_the_size_limit_is_refused_and_not_stored() {
     let mut settings = test_settings(&db);
     settings.limits.max_document_bytes = 4 * 1024;
     let app = spawn_app_with(settings).await;
-    let client = Client::new(ClientConfig::default());
+    let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     client
         .connect(&app.ws_url(), &app.token("a", "a1"))
         .await
@@ -63,6 +63,7 @@ async fn a_document_over_the_size_limit_is_refused_and_not_stored() {
             }
             Ok(())
         })
+        .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -79,6 +80,7 @@ async fn a_document_over_the_size_limit_is_refused_and_not_stored() {
     // A small document from the same client still goes through.
     let small = client
         .create(|tx| tx.put(ROOT, "ok", true).map(|_| ()))
+        .await
         .unwrap();
     client.wait_synced(small, WAIT).await.unwrap();
     app.stop().await;
@@ -89,24 +91,26 @@ async fn two_server_processes_share_one_postgres() {
     let db = TestDb::new(Backend::Postgres).await;
     let one = spawn_app(&db).await;
     let two = spawn_app(&db).await;
-    let a = Client::new(ClientConfig::default());
+    let a = Client::in_memory(ClientConfig::default()).await.unwrap();
     a.connect(&one.ws_url(), &one.token("a", "a1"))
         .await
         .unwrap();
-    let b = Client::new(ClientConfig::default());
+    let b = Client::in_memory(ClientConfig::default()).await.unwrap();
     b.connect(&two.ws_url(), &two.token("b", "b1"))
         .await
         .unwrap();
 
     let id = a
         .create(|tx| tx.put(ROOT, "order", "accompany to hospital").map(|_| ()))
+        .await
         .unwrap();
     a.wait_synced(id, WAIT).await.unwrap();
     // Server two has never seen the document in memory; it reads it from the shared database.
-    b.open(id, WAIT).await.unwrap();
+    b.fetch(id, WAIT).await.unwrap();
     b.change(id, |tx| {
         tx.put(ROOT, "note_b", "from server two").map(|_| ())
     })
+    .await
     .unwrap();
     b.wait_synced(id, WAIT).await.unwrap();
 
@@ -115,6 +119,7 @@ async fn two_server_processes_share_one_postgres() {
     a.change(id, |tx| {
         tx.put(ROOT, "note_a", "from server one").map(|_| ())
     })
+    .await
     .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -145,7 +150,7 @@ async fn a_silent_connection_is_closed_as_dead() {
     // Joins, then never reads again, so it never answers the server's pings.
     let _silent = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1")).await;
     // A live client that answers pings stays connected meanwhile.
-    let live = Client::new(ClientConfig::default());
+    let live = Client::in_memory(ClientConfig::default()).await.unwrap();
     live.connect(&app.ws_url(), &app.token("l", "l1"))
         .await
         .unwrap();
@@ -158,6 +163,11 @@ async fn a_silent_connection_is_closed_as_dead() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(live.is_connected().await, "the live client survives");
+    assert_eq!(
+        live.stats().connections,
+        1,
+        "the live client kept its one connection"
+    );
+    assert_ne!(live.status().state, lianxin_client::SyncState::Offline);
     app.stop().await;
 }

@@ -27,13 +27,14 @@ async fn metrics_move_during_a_sync(backend: Backend) {
     for name in names {
         before.push(app.metric(name).await);
     }
-    let client = Client::new(ClientConfig::default());
+    let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     client
         .connect(&app.ws_url(), &app.token("m", "m-phone"))
         .await
         .unwrap();
     let id = client
         .create(|tx| tx.put(ROOT, "service", "haircut").map(|_| ()))
+        .await
         .unwrap();
     client
         .wait_synced(id, Duration::from_secs(10))

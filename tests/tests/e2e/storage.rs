@@ -97,10 +97,10 @@ async fn sync_states_round_trip(backend: Backend) {
     let store = store(&db).await;
     let id = DocumentId::random();
     assert_eq!(store.load_sync_state("u/d", &id).await.unwrap(), None);
-    store.save_sync_state("u/d", &id, b"one").await.unwrap();
-    store.save_sync_state("u/d", &id, b"two").await.unwrap();
+    store.save_sync_state("u/d", &id, b"one", 0).await.unwrap();
+    store.save_sync_state("u/d", &id, b"two", 0).await.unwrap();
     store
-        .save_sync_state("u/other", &id, b"three")
+        .save_sync_state("u/other", &id, b"three", 0)
         .await
         .unwrap();
     assert_eq!(
@@ -115,6 +115,31 @@ async fn sync_states_round_trip(backend: Backend) {
             .as_deref(),
         Some(&b"three"[..])
     );
+
+    // Which of a device's documents changed since it last held all of them.
+    let (_, chunks) = doc_with_changes(3);
+    store.append(&id, &chunks[0], None).await.unwrap();
+    let other = DocumentId::random();
+    store.append(&other, &chunks[0], None).await.unwrap();
+    store.save_sync_state("u/d", &id, b"s", 1).await.unwrap();
+    store.save_sync_state("u/d", &other, b"s", 1).await.unwrap();
+    let mut held = store.device_documents("u/d").await.unwrap();
+    held.sort();
+    let mut expected = vec![(id, false), (other, false)];
+    expected.sort();
+    assert_eq!(held, expected);
+    store.append(&other, &chunks[1], None).await.unwrap();
+    let changed: Vec<_> = store
+        .device_documents("u/d")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(changed, vec![other]);
+    assert!(store.device_documents("nobody").await.unwrap().is_empty());
+
     // The storage ID is created once and shared.
     let first = store.storage_id().await.unwrap();
     assert_eq!(store.storage_id().await.unwrap(), first);

@@ -50,7 +50,7 @@ async fn stored_doc(app: &TestApp, id: DocumentId) -> automerge::Automerge {
 }
 
 async fn connected(app: &TestApp, user: &str) -> Client {
-    let client = Client::new(ClientConfig::default());
+    let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     client
         .connect(&app.ws_url(), &app.token(user, &format!("{user}-phone")))
         .await
@@ -66,22 +66,27 @@ async fn concurrent_offline_edits_converge(backend: Backend) {
     let a = connected(&app, "secretary-a").await;
     let id = a
         .create(|tx| tx.put(ROOT, "household", "3-2-401").map(|_| ()))
+        .await
         .unwrap();
     a.wait_synced(id, WAIT).await.unwrap();
     let b = connected(&app, "secretary-b").await;
-    b.open(id, WAIT).await.unwrap();
+    b.fetch(id, WAIT).await.unwrap();
     assert_eq!(get_str(&b, id, "household").as_deref(), Some("3-2-401"));
 
     // Both go offline (a basement) and edit the same document concurrently.
     a.disconnect().await;
     b.disconnect().await;
     a.change(id, |tx| tx.put(ROOT, "heard", "lift broken").map(|_| ()))
+        .await
         .unwrap();
     a.change(id, |tx| tx.put(ROOT, "visitor", "Wang").map(|_| ()))
+        .await
         .unwrap();
     b.change(id, |tx| tx.put(ROOT, "visitor", "Li").map(|_| ()))
+        .await
         .unwrap();
     b.change(id, |tx| tx.put(ROOT, "request", "fix the lift").map(|_| ()))
+        .await
         .unwrap();
     assert_ne!(a.heads(id).unwrap(), b.heads(id).unwrap());
 
@@ -136,6 +141,7 @@ async fn restart_loses_nothing_and_resync_moves_only_news(backend: Backend) {
     // A document with some history, so that a full resync would be visibly larger.
     let id = device
         .create(|tx| tx.put(ROOT, "household", "7-1-101").map(|_| ()))
+        .await
         .unwrap();
     for batch in 0..5 {
         device
@@ -146,6 +152,7 @@ async fn restart_loses_nothing_and_resync_moves_only_news(backend: Backend) {
                 }
                 Ok(())
             })
+            .await
             .unwrap();
     }
     device.wait_synced(id, WAIT).await.unwrap();
@@ -167,6 +174,7 @@ async fn restart_loses_nothing_and_resync_moves_only_news(backend: Backend) {
     // One new edit, then reconnect: only that edit moves, not the document's history.
     device
         .change(id, |tx| tx.put(ROOT, "callback", "done").map(|_| ()))
+        .await
         .unwrap();
     let before = device.stats();
     device
@@ -192,12 +200,15 @@ async fn restart_loses_nothing_and_resync_moves_only_news(backend: Backend) {
     // server remembers what it shared with that device before.
     device.disconnect().await;
     let reinstalled = connected(&app, "secretary-c").await;
-    reinstalled.open(id, WAIT).await.unwrap();
-    assert_eq!(get_str(&reinstalled, id, "callback").as_deref(), Some("done"));
+    reinstalled.fetch(id, WAIT).await.unwrap();
+    assert_eq!(
+        get_str(&reinstalled, id, "callback").as_deref(),
+        Some("done")
+    );
     assert_eq!(reinstalled.heads(id).unwrap(), device.heads(id).unwrap());
     // A second device sees the new edit and the old history.
     let other = connected(&app, "secretary-d").await;
-    other.open(id, WAIT).await.unwrap();
+    other.fetch(id, WAIT).await.unwrap();
     assert_eq!(get_str(&other, id, "callback").as_deref(), Some("done"));
     assert_eq!(get_str(&other, id, "note-4-99").map(|s| s.len()), Some(36));
     app.stop().await;
@@ -210,12 +221,14 @@ async fn live_changes_reach_other_connected_clients(backend: Backend) {
     let b = connected(&app, "grid-b").await;
     let id = a
         .create(|tx| tx.put(ROOT, "status", "collected").map(|_| ()))
+        .await
         .unwrap();
     a.wait_synced(id, WAIT).await.unwrap();
-    b.open(id, WAIT).await.unwrap();
+    b.fetch(id, WAIT).await.unwrap();
 
     // No polling: B learns of A's edit because the server pushes it.
     a.change(id, |tx| tx.put(ROOT, "status", "triaged").map(|_| ()))
+        .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while get_str(&b, id, "status").as_deref() != Some("triaged") {
@@ -236,6 +249,7 @@ async fn documents_leave_memory_when_idle(backend: Backend) {
     for i in 0..20 {
         let id = device
             .create(|tx| tx.put(ROOT, "entry", i as i64).map(|_| ()))
+            .await
             .unwrap();
         ids.push(id);
     }
