@@ -91,9 +91,19 @@ enum DocCommand {
     List,
 }
 
-/// Parses the command line and runs it.
+/// Parses the process's command line and runs it, printing to stdout.
 pub async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut out = std::io::stdout();
+    run_with(std::env::args(), &mut out).await
+}
+
+/// Runs the command line `args` (the first is the program name), writing what it prints to
+/// `out`. Lets tests drive the CLI in-process.
+pub async fn run_with(
+    args: impl IntoIterator<Item = String>,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(args)?;
     if let Command::Simulate {
         devices,
         edits,
@@ -114,7 +124,7 @@ pub async fn run() -> anyhow::Result<()> {
             timeout: Duration::from_secs(*timeout),
         })
         .await?;
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
         if !report.converged {
             bail!("devices did not converge");
         }
@@ -127,7 +137,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Login { server, token } => {
             client.store().set_meta("server_url", &server).await?;
             client.store().set_meta("token", &token).await?;
-            println!("logged in to {server}");
+            writeln!(out, "logged in to {server}")?;
         }
         Command::Doc(DocCommand::Create { json }) => {
             let value: serde_json::Value = match json {
@@ -145,7 +155,7 @@ pub async fn run() -> anyhow::Result<()> {
                     Ok(())
                 })
                 .await?;
-            println!("{id}");
+            writeln!(out, "{id}")?;
         }
         Command::Doc(DocCommand::Put { id, key, value }) => {
             let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
@@ -157,11 +167,11 @@ pub async fn run() -> anyhow::Result<()> {
             let json = client.read(id, |doc| {
                 serde_json::to_string_pretty(&AutoSerde::from(doc))
             })??;
-            println!("{json}");
+            writeln!(out, "{json}")?;
         }
         Command::Doc(DocCommand::List) => {
             for id in client.documents() {
-                println!("{id}");
+                writeln!(out, "{id}")?;
             }
         }
         Command::Sync { watch, timeout } => {
@@ -172,9 +182,9 @@ pub async fn run() -> anyhow::Result<()> {
                 loop {
                     tokio::select! {
                         event = events.recv() => match event {
-                            Ok(event) => println!("{}", describe(&event)),
+                            Ok(event) => writeln!(out, "{}", describe(&event))?,
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                println!("({n} events skipped)");
+                                writeln!(out, "({n} events skipped)")?;
                             }
                             Err(_) => break,
                         },
@@ -187,11 +197,12 @@ pub async fn run() -> anyhow::Result<()> {
                     .await
                     .context("sync did not finish")?;
                 let status = client.status();
-                println!(
+                writeln!(
+                    out,
                     "up to date: {} documents, {} unsent changes",
                     client.documents().len(),
                     status.unsent_changes
-                );
+                )?;
             }
             client.disconnect().await;
         }
@@ -204,7 +215,7 @@ pub async fn run() -> anyhow::Result<()> {
                 "documents": client.documents().len(),
                 "unsent_changes": unsent,
             });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         }
         Command::Simulate { .. } => unreachable!("handled above"),
     }

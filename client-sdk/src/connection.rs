@@ -140,6 +140,7 @@ impl OpenConnection {
         let mut session = ConnectionState {
             server: self.server.clone(),
             active: HashSet::new(),
+            awaiting_catch_up: false,
         };
         let catch_up = match session.prepare(shared, &self.server_meta).await {
             Ok(catch_up) => catch_up,
@@ -161,6 +162,7 @@ impl OpenConnection {
         initial.extend(shared.take_dirty());
         let mut outgoing = session.offer(shared, initial);
         if catch_up {
+            session.awaiting_catch_up = true;
             outgoing.push(Message::ChangedDocsRequest {
                 sender_id: shared.peer_id.clone(),
                 target_id: self.server.clone(),
@@ -235,6 +237,8 @@ struct ConnectionState {
     server: PeerId,
     /// Documents offered on this connection: the server has a session for each.
     active: HashSet<DocumentId>,
+    /// Asked the server which documents changed and have not heard back: not up to date yet.
+    awaiting_catch_up: bool,
 }
 
 impl ConnectionState {
@@ -317,6 +321,9 @@ impl ConnectionState {
 
     /// Whether some active document still waits for the server.
     fn in_flight(&self, shared: &Shared) -> bool {
+        if self.awaiting_catch_up {
+            return true;
+        }
         let docs = shared.docs();
         self.active.iter().any(|id| {
             docs.get(id).is_some_and(|l| {
@@ -336,7 +343,10 @@ impl ConnectionState {
             Message::Sync {
                 document_id, data, ..
             } => self.handle_sync(shared, document_id, &data).await,
-            Message::ChangedDocs { document_ids, .. } => Ok(self.offer(shared, document_ids)),
+            Message::ChangedDocs { document_ids, .. } => {
+                self.awaiting_catch_up = false;
+                Ok(self.offer(shared, document_ids))
+            }
             Message::DocUnavailable { document_id, .. } => {
                 let mut docs = shared.docs();
                 if let Some(local) = docs.get_mut(&document_id)

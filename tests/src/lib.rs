@@ -249,3 +249,58 @@ impl RawPeer {
         }
     }
 }
+
+/// A TCP proxy on loopback that forwards to `upstream` and can cut every connection through it
+/// at once, for flaky-network tests.
+pub struct FlakyProxy {
+    pub addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: JoinHandle<()>,
+}
+
+impl FlakyProxy {
+    pub async fn start(upstream: SocketAddr) -> FlakyProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let registry = connections.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                registry.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        FlakyProxy {
+            addr,
+            connections,
+            accept,
+        }
+    }
+
+    /// The websocket URL of the sync endpoint through this proxy.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/sync", self.addr)
+    }
+
+    /// Drops every connection through the proxy mid-stream; returns how many were cut.
+    pub fn cut_all(&self) -> usize {
+        let handles = std::mem::take(&mut *self.connections.lock().unwrap());
+        let live = handles.iter().filter(|h| !h.is_finished()).count();
+        for handle in handles {
+            handle.abort();
+        }
+        live
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut_all();
+    }
+}

@@ -3,6 +3,8 @@
 
 mod auth;
 mod bad_input;
+mod convergence;
+mod device;
 mod interop;
 mod limits;
 mod metrics;
