@@ -79,6 +79,8 @@ struct Loaded {
 struct SessionSlot {
     peer: Arc<Peer>,
     session: DocSession,
+    /// Whether the store has a `sync_states` row for this device and document.
+    recorded: bool,
 }
 
 struct DocActor {
@@ -243,12 +245,16 @@ impl DocActor {
             return;
         }
         let mut session = DocSession::new();
+        let mut recorded = false;
         if let Some(key) = &peer.peer_key {
             match self.ctx.store.load_sync_state(key, &self.id).await {
-                Ok(Some(saved)) => match DocSession::resume(&saved) {
-                    Ok(resumed) => session = resumed,
-                    Err(e) => tracing::warn!(error = %e, "discarding unreadable sync state"),
-                },
+                Ok(Some(saved)) => {
+                    recorded = true;
+                    match DocSession::resume(&saved) {
+                        Ok(resumed) => session = resumed,
+                        Err(e) => tracing::warn!(error = %e, "discarding unreadable sync state"),
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.ctx.metrics.storage_errors.inc();
@@ -256,13 +262,42 @@ impl DocActor {
                 }
             }
         }
-        self.sessions.insert(
-            peer.conn,
-            SessionSlot {
-                peer: peer.clone(),
-                session,
-            },
-        );
+        let stored = self.loaded.as_ref().is_some_and(|l| l.stored);
+        let mut slot = SessionSlot {
+            peer: peer.clone(),
+            session,
+            recorded,
+        };
+        if stored {
+            self.record_holder(&mut slot).await;
+        }
+        self.sessions.insert(peer.conn, slot);
+    }
+
+    /// Records that this device holds the document, with nothing known to be synced, unless
+    /// that is recorded already. If this process dies before the session ends, the device's
+    /// next changed-docs catch-up still names the document: over-reporting costs one sync,
+    /// forgetting would hide other devices' changes from it.
+    async fn record_holder(&self, slot: &mut SessionSlot) {
+        let Some(key) = &slot.peer.peer_key else {
+            return;
+        };
+        if slot.recorded {
+            return;
+        }
+        let state = slot.session.persisted_state();
+        match self
+            .ctx
+            .store
+            .save_sync_state(key, &self.id, &state, 0)
+            .await
+        {
+            Ok(()) => slot.recorded = true,
+            Err(e) => {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::warn!(error = %e, "recording the device's document failed");
+            }
+        }
     }
 
     async fn on_sync(
@@ -297,6 +332,7 @@ impl DocActor {
         // Whether chunks stored by another process were taken in: then even the sender has
         // something new to hear about.
         let mut caught_up = false;
+        let mut newly_stored = false;
         if let Some(bytes) = &effects.persist {
             let limit = self.ctx.limits.max_document_bytes;
             let size = loaded.size_bytes.max(0) as u64 + bytes.len() as u64;
@@ -334,6 +370,7 @@ impl DocActor {
                     loaded.size_bytes = appended.size_bytes;
                     loaded.chunks_since_snapshot += 1;
                     loaded.stored = true;
+                    newly_stored = true;
                 }
                 Err(e) => {
                     self.ctx.metrics.storage_errors.inc();
@@ -346,6 +383,18 @@ impl DocActor {
                 }
             }
         }
+
+        let unrecorded = self.sessions.get(&peer.conn).is_some_and(|s| !s.recorded);
+        if newly_stored
+            && unrecorded
+            && let Some(mut slot) = self.sessions.remove(&peer.conn)
+        {
+            self.record_holder(&mut slot).await;
+            self.sessions.insert(peer.conn, slot);
+        }
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Ok(());
+        };
 
         // Committed (or nothing new): now answer the sender…
         let reply = if request && !loaded.stored {

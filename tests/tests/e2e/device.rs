@@ -290,6 +290,16 @@ async fn catch_up_brings_what_changed_while_offline_and_live_changes_after() {
         );
     }
     a.wait_up_to_date(WAIT).await.unwrap();
+    // The server records that A's store holds the documents while A is still connected, so a
+    // server that dies without closing A's sessions still names them at A's next catch-up.
+    let store_id = a.store().get_meta("store_id").await.unwrap().unwrap();
+    let held = app
+        .state
+        .store
+        .device_documents(&format!("a/phone-a/{store_id}"))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 50);
     a.disconnect().await;
 
     // While A is offline, B changes two of A's documents.
