@@ -271,6 +271,17 @@ pub struct Client {
 
 impl Client {
     /// Opens the store at `path` (creating it if needed) and loads every document in it.
+    ///
+    /// A file that is not a store, or one written by a newer version, is refused with a
+    /// [`StoreError`] naming it; nothing in it is changed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lianxin_client::ClientError> {
+    /// use lianxin_client::{Client, ClientConfig};
+    /// let client = Client::open("/data/lianxin/device.db", ClientConfig::default()).await?;
+    /// println!("{} documents on this phone", client.documents().len());
+    /// # Ok(()) }
+    /// ```
     pub async fn open(path: impl AsRef<Path>, config: ClientConfig) -> Result<Self, ClientError> {
         let store = Store::open(path).await?;
         Self::with_store(store, config).await
@@ -364,6 +375,27 @@ impl Client {
     }
 
     /// Creates a document initialised by `init`. Durable when this returns; works offline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), lianxin_client::ClientError> {
+    /// use automerge::{ROOT, ReadDoc, transaction::Transactable};
+    /// use lianxin_client::{Client, ClientConfig};
+    ///
+    /// let client = Client::in_memory(ClientConfig::default()).await?;
+    /// let visit = client
+    ///     .create(|tx| {
+    ///         tx.put(ROOT, "household", "3-2-401")?;
+    ///         tx.put(ROOT, "people_received", 2)?;
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// let people = client.read(visit, |doc| {
+    ///     doc.get(ROOT, "people_received").unwrap().map(|(value, _)| value.to_string())
+    /// })?;
+    /// assert_eq!(people.as_deref(), Some("2"));
+    /// # Ok(()) }
+    /// ```
     pub async fn create(
         &self,
         init: impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError>,
@@ -382,6 +414,20 @@ impl Client {
     }
 
     /// Edits a document. Durable when this returns; synced when connected; works offline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), lianxin_client::ClientError> {
+    /// use automerge::{ROOT, transaction::Transactable};
+    /// use lianxin_client::{Client, ClientConfig};
+    ///
+    /// let client = Client::in_memory(ClientConfig::default()).await?;
+    /// let request = client.create(|tx| tx.put(ROOT, "status", "collected").map(|_| ())).await?;
+    /// client.change(request, |tx| tx.put(ROOT, "status", "triaged").map(|_| ())).await?;
+    /// // Nothing reached a server yet: the change waits in the store.
+    /// assert!(client.status().unsent_changes >= 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn change<R>(
         &self,
         id: DocumentId,
@@ -586,6 +632,23 @@ impl Client {
     }
 
     /// Events: status changes, document changes with patches, server errors.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lianxin_client::Client) {
+    /// use lianxin_client::{ClientEvent, Origin};
+    /// let mut events = client.subscribe();
+    /// while let Ok(event) = events.recv().await {
+    ///     match event {
+    ///         ClientEvent::Status(status) => println!("{:?}, {} unsent", status.state, status.unsent_changes),
+    ///         ClientEvent::DocumentChanged { id, origin: Origin::Remote, patches } => {
+    ///             println!("{id} changed elsewhere: {} patches", patches.len())
+    ///         }
+    ///         ClientEvent::TokenRejected { .. } => client.set_token("<fresh token>"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
         self.shared.events.subscribe()
     }
