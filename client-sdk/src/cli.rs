@@ -246,6 +246,13 @@ fn describe(event: &ClientEvent) -> String {
     }
 }
 
+/// Where a JSON value goes: under a key of a map, or inserted at an index of a list.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
 /// Writes a JSON value into an Automerge document under `key` of map `obj`.
 pub fn put_json(
     tx: &mut Transaction<'_>,
@@ -253,50 +260,37 @@ pub fn put_json(
     key: &str,
     value: &serde_json::Value,
 ) -> Result<(), automerge::AutomergeError> {
-    use serde_json::Value;
-    match value {
-        Value::Object(fields) => {
-            let child = tx.put_object(obj, key, ObjType::Map)?;
-            for (k, v) in fields {
-                put_json(tx, &child, k, v)?;
-            }
-        }
-        Value::Array(items) => {
-            let list = tx.put_object(obj, key, ObjType::List)?;
-            for (i, item) in items.iter().enumerate() {
-                insert_json(tx, &list, i, item)?;
-            }
-        }
-        scalar => {
-            tx.put(obj, key, scalar_of(scalar))?;
-        }
-    }
-    Ok(())
+    write_json(tx, obj, Slot::Key(key), value)
 }
 
-fn insert_json(
+fn write_json(
     tx: &mut Transaction<'_>,
-    list: &ObjId,
-    index: usize,
+    obj: &ObjId,
+    slot: Slot<'_>,
     value: &serde_json::Value,
 ) -> Result<(), automerge::AutomergeError> {
     use serde_json::Value;
+    let container = |tx: &mut Transaction<'_>, kind| match slot {
+        Slot::Key(key) => tx.put_object(obj, key, kind),
+        Slot::Index(i) => tx.insert_object(obj, i, kind),
+    };
     match value {
         Value::Object(fields) => {
-            let child = tx.insert_object(list, index, ObjType::Map)?;
+            let child = container(tx, ObjType::Map)?;
             for (k, v) in fields {
-                put_json(tx, &child, k, v)?;
+                write_json(tx, &child, Slot::Key(k), v)?;
             }
         }
         Value::Array(items) => {
-            let child = tx.insert_object(list, index, ObjType::List)?;
+            let child = container(tx, ObjType::List)?;
             for (i, item) in items.iter().enumerate() {
-                insert_json(tx, &child, i, item)?;
+                write_json(tx, &child, Slot::Index(i), item)?;
             }
         }
-        scalar => {
-            tx.insert(list, index, scalar_of(scalar))?;
-        }
+        scalar => match slot {
+            Slot::Key(key) => tx.put(obj, key, scalar_of(scalar))?,
+            Slot::Index(i) => tx.insert(obj, i, scalar_of(scalar))?,
+        },
     }
     Ok(())
 }

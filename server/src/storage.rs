@@ -70,6 +70,19 @@ impl StoredDocument {
     pub fn chunks_since_snapshot(&self) -> usize {
         self.chunks.len()
     }
+
+    /// The document these bytes describe: the snapshot, then every chunk after it. CPU work
+    /// proportional to the document: run it off the async workers for large documents.
+    pub fn to_automerge(&self) -> Result<automerge::Automerge, automerge::AutomergeError> {
+        let mut doc = match &self.snapshot {
+            Some(snapshot) => automerge::Automerge::load(snapshot)?,
+            None => automerge::Automerge::new(),
+        };
+        for chunk in &self.chunks {
+            doc.load_incremental(chunk)?;
+        }
+        Ok(doc)
+    }
 }
 
 /// A chunk appended to a document's log, as [`Store::append`] reports it.

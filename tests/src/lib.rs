@@ -154,6 +154,15 @@ impl TestApp {
             .unwrap_or_else(|| panic!("metric {name} not found"))
     }
 
+    /// The document as the server stored it, read straight from the database.
+    pub async fn stored_doc(
+        &self,
+        id: lianxin_protocol::DocumentId,
+    ) -> Option<automerge::Automerge> {
+        let stored = self.state.store.load(&id).await.expect("load from store")?;
+        Some(stored.to_automerge().expect("stored document loads"))
+    }
+
     /// Shuts the server down gracefully and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();

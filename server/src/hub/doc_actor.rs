@@ -207,13 +207,7 @@ impl DocActor {
                 // Loading a large document is CPU work: keep it off the async workers.
                 let chunks = stored.chunks_since_snapshot();
                 let doc = tokio::task::spawn_blocking(move || {
-                    let mut doc = match &stored.snapshot {
-                        Some(snapshot) => Automerge::load(snapshot)?,
-                        None => Automerge::new(),
-                    };
-                    for chunk in &stored.chunks {
-                        doc.load_incremental(chunk)?;
-                    }
+                    let doc = stored.to_automerge()?;
                     Ok::<_, automerge::AutomergeError>((doc, stored.last_seq, stored.size_bytes))
                 })
                 .await

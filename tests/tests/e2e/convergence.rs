@@ -129,14 +129,7 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) {
         assert_eq!(client.read(id, content).unwrap(), first);
     }
     // The server stored the same document.
-    let stored = app.state.store.load(&id).await.unwrap().unwrap();
-    let mut server = match &stored.snapshot {
-        Some(s) => automerge::Automerge::load(s).unwrap(),
-        None => automerge::Automerge::new(),
-    };
-    for chunk in &stored.chunks {
-        server.load_incremental(chunk).unwrap();
-    }
+    let server = app.stored_doc(id).await.unwrap();
     assert_eq!(content(&server), first);
     for (client, _) in &devices {
         client.disconnect().await;

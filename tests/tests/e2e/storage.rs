@@ -35,14 +35,7 @@ fn doc_with_changes(n: usize) -> (automerge::Automerge, Vec<Vec<u8>>) {
 }
 
 fn rebuild(stored: &lianxin_server::storage::StoredDocument) -> automerge::Automerge {
-    let mut doc = match &stored.snapshot {
-        Some(s) => automerge::Automerge::load(s).unwrap(),
-        None => automerge::Automerge::new(),
-    };
-    for c in &stored.chunks {
-        doc.load_incremental(c).unwrap();
-    }
-    doc
+    stored.to_automerge().unwrap()
 }
 
 async fn append_compact_and_reload(backend: Backend) {

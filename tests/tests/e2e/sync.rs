@@ -32,21 +32,7 @@ fn get_str(client: &Client, id: DocumentId, key: &str) -> Option<String> {
 
 /// Loads the document as the server stored it, straight from the database.
 async fn stored_doc(app: &TestApp, id: DocumentId) -> automerge::Automerge {
-    let stored = app
-        .state
-        .store
-        .load(&id)
-        .await
-        .unwrap()
-        .expect("document stored");
-    let mut doc = match &stored.snapshot {
-        Some(s) => automerge::Automerge::load(s).unwrap(),
-        None => automerge::Automerge::new(),
-    };
-    for chunk in &stored.chunks {
-        doc.load_incremental(chunk).unwrap();
-    }
-    doc
+    app.stored_doc(id).await.expect("document stored")
 }
 
 async fn connected(app: &TestApp, user: &str) -> Client {
