@@ -28,6 +28,9 @@ use crate::state::AppState;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// How long a goodbye (error notice, close frame) to a departing client may take.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why a connection ended, for the log (its fields are read through `Debug` there).
 #[derive(Debug)]
 #[allow(dead_code)]
@@ -101,13 +104,21 @@ impl Connection {
         self.state.metrics.messages_out.inc();
         self.state.metrics.bytes_out.add(bytes.len() as u64);
         let timeout = self.state.settings.limits.send_timeout();
-        match tokio::time::timeout(timeout, socket.send(WsMessage::Binary(bytes.into()))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(End::Socket(e.to_string())),
-            Err(_) => {
-                self.state.metrics.slow_client_disconnects.inc();
-                Err(End::SlowClient)
+        // A send blocks while the client does not read. Being disconnected as a slow client,
+        // or the server shutting down, must not wait for it.
+        tokio::select! {
+            sent = tokio::time::timeout(timeout, socket.send(WsMessage::Binary(bytes.into()))) => {
+                match sent {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(End::Socket(e.to_string())),
+                    Err(_) => {
+                        self.state.metrics.slow_client_disconnects.inc();
+                        Err(End::SlowClient)
+                    }
+                }
             }
+            _ = self.kill.cancelled() => Err(End::SlowClient),
+            _ = self.state.shutdown.cancelled() => Err(End::Shutdown),
         }
     }
 
@@ -120,12 +131,15 @@ impl Connection {
         let _ = self.send(socket, &message).await;
     }
 
+    /// Sends a close frame, giving up after [`CLOSE_TIMEOUT`]: a peer that does not read must
+    /// not hold the connection (or shutdown) open.
     async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        let _ = socket.send(WsMessage::Close(Some(frame))).await;
+        let _ =
+            tokio::time::timeout(CLOSE_TIMEOUT, socket.send(WsMessage::Close(Some(frame)))).await;
     }
 
     /// Checks size and counts an incoming frame; returns its bytes if it is a binary message.
@@ -307,8 +321,14 @@ impl Connection {
                     }
                 }
                 _ = self.kill.cancelled() => {
-                    self.send_error(&mut socket, self.peer.as_ref().map(|p| p.remote.clone()),
-                        "too slow: the send queue overflowed; reconnect to resume".into()).await;
+                    // The client is not reading; tell it why if it happens to, but do not wait.
+                    let notice = Message::Error {
+                        sender_id: self.server_peer(),
+                        target_id: self.peer.as_ref().map(|p| p.remote.clone()),
+                        message: "too slow: the send queue overflowed; reconnect to resume".into(),
+                    };
+                    let frame = WsMessage::Binary(notice.encode().into());
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(frame)).await;
                     Self::close(&mut socket, close_code::AGAIN, "slow client").await;
                     return End::SlowClient;
                 }

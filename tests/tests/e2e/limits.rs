@@ -171,3 +171,76 @@ async fn a_silent_connection_is_closed_as_dead() {
     assert_ne!(live.status().state, lianxin_client::SyncState::Offline);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_waits() {
+    use lianxin_protocol::Message;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = test_settings(&db);
+    settings.limits.send_queue = 8;
+    let app = spawn_app_with(settings).await;
+
+    // A document both raw peers open.
+    let owner = Client::in_memory(ClientConfig::default()).await.unwrap();
+    owner
+        .connect(&app.ws_url(), &app.token("o", "o1"))
+        .await
+        .unwrap();
+    let id = owner
+        .create(|tx| tx.put(ROOT, "station", "red sail 3").map(|_| ()))
+        .await
+        .unwrap();
+    owner.wait_synced(id, WAIT).await.unwrap();
+    let open = |peer: &lianxin_tests::RawPeer| {
+        let mut state = automerge::sync::State::new();
+        let data = automerge::sync::SyncDoc::generate_sync_message(
+            &automerge::Automerge::new(),
+            &mut state,
+        )
+        .unwrap()
+        .encode();
+        Message::Request {
+            sender_id: peer.peer_id.clone(),
+            target_id: peer.peer_id.clone(),
+            document_id: id,
+            data,
+        }
+    };
+    let mut stalled = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1")).await;
+    stalled.send(&open(&stalled)).await;
+    assert!(matches!(stalled.recv().await, Some(Message::Sync { .. })));
+    let mut chatty = lianxin_tests::RawPeer::connect(&app, &app.token("c", "c1")).await;
+    chatty.send(&open(&chatty)).await;
+    assert!(matches!(chatty.recv().await, Some(Message::Sync { .. })));
+
+    // `stalled` stops reading; `chatty` floods the document with ephemeral messages (presence,
+    // cursors), which the server relays to `stalled` until its queue overflows.
+    let payload = vec![0x5a; 64 * 1024];
+    for count in 0..400u64 {
+        chatty
+            .send(&Message::Ephemeral {
+                sender_id: chatty.peer_id.clone(),
+                target_id: chatty.peer_id.clone(),
+                document_id: id,
+                session_id: "s".into(),
+                count,
+                data: payload.clone(),
+            })
+            .await;
+        if app.metric("lianxin_slow_client_disconnects_total").await >= 1.0 {
+            break;
+        }
+    }
+    assert!(app.metric("lianxin_slow_client_disconnects_total").await >= 1.0);
+
+    // The other clients carry on: the owner's edit is stored and acknowledged.
+    owner
+        .change(id, |tx| tx.put(ROOT, "served", 12).map(|_| ()))
+        .await
+        .unwrap();
+    owner.wait_synced(id, WAIT).await.unwrap();
+    let stored = app.stored_doc(id).await.unwrap();
+    assert!(stored.get(ROOT, "served").unwrap().is_some());
+    owner.disconnect().await;
+    app.stop().await;
+}
