@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::settings::AuthSettings;
 use crate::state::AppState;
+use crate::storage::registry::{Device, User};
+use crate::storage::{StorageError, Store};
 
 /// The claims of a Lianxin token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,20 +39,19 @@ pub struct Claims {
     pub exp: u64,
 }
 
-/// A verified peer: who is on the other end of a connection.
+/// A verified peer: who is on the other end of a connection. The token says who they are;
+/// their role, area and department come from the registry, read at every connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub claims: Claims,
+    pub user: User,
+    pub device: Device,
 }
 
 impl Identity {
-    /// Stable key of this device for server-side sync state, or `None` when the token names no
-    /// device (then sync state is kept only for the life of the connection).
+    /// Stable key of this device for server-side sync state.
     pub fn peer_key(&self) -> Option<String> {
-        self.claims
-            .device
-            .as_ref()
-            .map(|device| format!("{}/{}", self.claims.sub, device))
+        Some(format!("{}/{}", self.user.id, self.device.id))
     }
 }
 
@@ -74,6 +75,18 @@ pub enum AuthError {
     CannotSign,
     #[error("key setup failed: {0}")]
     Key(String),
+    #[error("token names no device")]
+    NoDevice,
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    #[error("user {0} is revoked")]
+    UserRevoked(String),
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    #[error("device {device} is not bound to user {user}")]
+    WrongDevice { device: String, user: String },
+    #[error("device {0} is revoked")]
+    DeviceRevoked(String),
 }
 
 /// Verifies (and, when it has a private key, signs) tokens.
@@ -148,7 +161,7 @@ impl Authenticator {
     }
 
     /// Verifies signature, `exp`, `iss` and `aud`.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let mut validation = Validation::new(self.algorithm);
         validation.set_issuer(&[&self.issuer]);
@@ -165,9 +178,7 @@ impl Authenticator {
                 _ => AuthError::Malformed(e.to_string()),
             },
         )?;
-        Ok(Identity {
-            claims: data.claims,
-        })
+        Ok(data.claims)
     }
 
     /// Signs a token for `sub` valid for `ttl_secs`.
@@ -261,12 +272,64 @@ where
         let token = bearer_token(parts)
             .or_else(|| query_token(parts))
             .ok_or_else(|| ApiError::Unauthorized(AuthError::Missing.to_string()))?;
-        let identity = state.auth.verify(&token).map_err(|e| {
+        let refused = |e: AuthError| {
             state.metrics.auth_failures.inc();
             ApiError::Unauthorized(e.to_string())
+        };
+        let claims = state.auth.verify(&token).map_err(refused)?;
+        let identity = resolve(&state.store, claims).await.map_err(|e| match e {
+            Resolve::Refused(e) => refused(e),
+            Resolve::Storage(e) => {
+                state.metrics.storage_errors.inc();
+                tracing::error!(error = %e, "reading the registry failed");
+                ApiError::Unavailable("storage unavailable, try again later".into())
+            }
         })?;
         Ok(Authenticated(identity))
     }
+}
+
+/// Why claims did not resolve to a known, active user and device.
+#[derive(Debug)]
+pub enum Resolve {
+    Refused(AuthError),
+    Storage(StorageError),
+}
+
+/// Looks up the user and device a verified token names, refusing unknown or revoked ones and a
+/// device bound to someone else.
+pub async fn resolve(store: &Store, claims: Claims) -> Result<Identity, Resolve> {
+    let device_id = claims
+        .device
+        .clone()
+        .ok_or(Resolve::Refused(AuthError::NoDevice))?;
+    let user = store
+        .get_user(&claims.sub)
+        .await
+        .map_err(Resolve::Storage)?
+        .ok_or_else(|| Resolve::Refused(AuthError::UnknownUser(claims.sub.clone())))?;
+    if user.revoked {
+        return Err(Resolve::Refused(AuthError::UserRevoked(user.id)));
+    }
+    let device = store
+        .get_device(&device_id)
+        .await
+        .map_err(Resolve::Storage)?
+        .ok_or_else(|| Resolve::Refused(AuthError::UnknownDevice(device_id.clone())))?;
+    if device.user_id != user.id {
+        return Err(Resolve::Refused(AuthError::WrongDevice {
+            device: device.id,
+            user: user.id,
+        }));
+    }
+    if device.revoked {
+        return Err(Resolve::Refused(AuthError::DeviceRevoked(device.id)));
+    }
+    Ok(Identity {
+        claims,
+        user,
+        device,
+    })
 }
 
 fn bearer_token(parts: &Parts) -> Option<String> {
@@ -346,9 +409,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lianxin-auth-{}", rand::random::<u64>()));
         let token = authenticator(&dir).issue(&request()).unwrap();
         // A second authenticator on the same data dir reads the same key.
-        let identity = authenticator(&dir).verify(&token).unwrap();
-        assert_eq!(identity.claims.sub, "u1");
-        assert_eq!(identity.peer_key().as_deref(), Some("u1/phone-1"));
+        let claims = authenticator(&dir).verify(&token).unwrap();
+        assert_eq!(claims.sub, "u1");
+        assert_eq!(claims.device.as_deref(), Some("phone-1"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -380,7 +443,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lianxin-auth-{}", rand::random::<u64>()));
         let auth = Authenticator::from_settings(&settings, &dir).unwrap();
         let token = auth.issue(&request()).unwrap();
-        assert_eq!(auth.verify(&token).unwrap().claims.role, "secretary");
+        assert_eq!(auth.verify(&token).unwrap().role, "secretary");
         // No secret was generated: the configured key is the only one.
         assert!(!dir.exists());
         // An HS256 token made with some other secret is refused by the EdDSA verifier.

@@ -43,6 +43,8 @@ enum End {
     Dead,
     Handshake(String),
     Socket(String),
+    /// The user or device was revoked while connected.
+    Revoked,
 }
 
 /// Runs one upgraded connection to its end. `_permit` holds its place under the connection
@@ -63,6 +65,7 @@ pub async fn run(
             let mut connection = Connection::new(conn, state.clone(), identity);
             let end = connection.serve(socket).await;
             connection.close_documents().await;
+            state.live.unregister(conn);
             state.metrics.connections_open.dec();
             tracing::info!(?end, "disconnected");
         },
@@ -80,11 +83,17 @@ struct Connection {
     watched: Vec<DocumentId>,
     peer: Option<Arc<Peer>>,
     kill: CancellationToken,
+    /// Cancelled when this connection's user or device is revoked.
+    revoked: CancellationToken,
 }
 
 impl Connection {
     fn new(conn: ConnId, state: AppState, identity: Identity) -> Self {
+        let revoked = state
+            .live
+            .register(conn, &identity.user.id, &identity.device.id);
         Self {
+            revoked,
             conn,
             state,
             identity,
@@ -331,6 +340,12 @@ impl Connection {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(frame)).await;
                     Self::close(&mut socket, close_code::AGAIN, "slow client").await;
                     return End::SlowClient;
+                }
+                _ = self.revoked.cancelled() => {
+                    self.send_error(&mut socket, self.peer.as_ref().map(|p| p.remote.clone()),
+                        "access revoked: this device or user may no longer connect".into()).await;
+                    Self::close(&mut socket, close_code::POLICY, "revoked").await;
+                    return End::Revoked;
                 }
                 _ = self.state.shutdown.cancelled() => {
                     Self::close(&mut socket, close_code::RESTART, "server shutting down").await;

@@ -12,7 +12,9 @@
 //! - [`routes`]: HTTP routes: `/v1/sync`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`connection`]: one websocket connection: handshake, routing, outbox.
 //! - [`hub`]: documents in memory, one actor each, with leases and idle eviction.
-//! - [`storage`]: the `Store` with its Postgres and SQLite backends (the only sqlx user).
+//! - [`live`]: open connections by user and device, so revocation cuts them at once.
+//! - [`storage`]: the `Store` with its Postgres and SQLite backends (the only sqlx user),
+//!   including the registry of areas, users and devices.
 //! - [`metrics`]: Prometheus counters, gauges and the merge latency histogram.
 //! - [`error`]: `ApiError`, the one error type of the HTTP surface.
 //! - [`telemetry`]: log set-up.
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod connection;
 pub mod error;
 pub mod hub;
+pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod settings;

@@ -1,5 +1,7 @@
-//! HTTP routes, grouped by resource: health checks, metrics, and the sync websocket.
+//! HTTP routes, grouped by resource: health checks, metrics, administration of areas, users
+//! and devices, and the sync websocket.
 
+pub mod admin;
 pub mod health;
 pub mod metrics;
 pub mod sync;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::Request;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -22,6 +24,20 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/v1/admin/areas",
+            get(admin::list_areas).post(admin::create_area),
+        )
+        .route(
+            "/v1/admin/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route("/v1/admin/users/{id}/revoke", post(admin::revoke_user))
+        .route(
+            "/v1/admin/devices",
+            get(admin::list_devices).post(admin::create_device),
+        )
+        .route("/v1/admin/devices/{id}/revoke", post(admin::revoke_device))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,

@@ -63,6 +63,7 @@ impl Application {
             store,
             auth: Arc::new(auth),
             hub,
+            live: Default::default(),
             metrics,
             server_peer,
             storage_id,

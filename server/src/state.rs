@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::hub::DocHub;
+use crate::live::LiveConnections;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::storage::Store;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub hub: DocHub,
+    /// Open connections by user and device, for revocation.
+    pub live: LiveConnections,
     pub metrics: Arc<Metrics>,
     /// One permit per open websocket connection.
     pub connection_slots: Arc<Semaphore>,

@@ -13,6 +13,7 @@
 //! one implementation, written once in the `store_impl!` macro of this file.
 
 mod postgres;
+pub mod registry;
 mod sqlite;
 
 use std::time::Duration;

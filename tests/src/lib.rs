@@ -124,18 +124,76 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// A valid token for user `sub` on device `device`.
-    pub fn token(&self, sub: &str, device: &str) -> String {
+    /// A valid token for user `sub` on device `device`, registering both (as a secretary in
+    /// area `/test`) if needed.
+    pub async fn token(&self, sub: &str, device: &str) -> String {
+        self.token_as(sub, device, "secretary", "/test").await
+    }
+
+    /// A valid token for `sub` on `device`, registering the area, the user (with `role` in
+    /// `area`) and the device if they do not exist yet.
+    pub async fn token_as(&self, sub: &str, device: &str, role: &str, area: &str) -> String {
+        self.register(sub, device, role, area).await;
+        let user = self.state.store.get_user(sub).await.unwrap().unwrap();
         self.state
             .auth
             .issue(&TokenRequest {
                 sub: sub.into(),
-                role: "secretary".into(),
-                scope: "/test".into(),
+                role: user.role,
+                scope: user.area,
                 device: Some(device.into()),
                 ttl_secs: 600,
             })
             .expect("issue token")
+    }
+
+    /// Registers every area on the way to `area`, the user and the device (each only if
+    /// missing).
+    pub async fn register(&self, sub: &str, device: &str, role: &str, area: &str) {
+        use lianxin_server::storage::registry::{Area, Device, RegistryError, User};
+        let store = &self.state.store;
+        let mut path = String::new();
+        for segment in area.trim_start_matches('/').split('/') {
+            path.push('/');
+            path.push_str(segment);
+            let created = store
+                .create_area(&Area {
+                    path: path.clone(),
+                    name: segment.into(),
+                    level: "street".into(),
+                })
+                .await;
+            assert!(
+                matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
+                "{created:?}"
+            );
+        }
+        let created = store
+            .create_user(&User {
+                id: sub.into(),
+                name: sub.into(),
+                role: role.into(),
+                area: area.into(),
+                department: None,
+                revoked: false,
+            })
+            .await;
+        assert!(
+            matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
+            "{created:?}"
+        );
+        let created = store
+            .create_device(&Device {
+                id: device.into(),
+                user_id: sub.into(),
+                label: String::new(),
+                revoked: false,
+            })
+            .await;
+        assert!(
+            matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
+            "{created:?}"
+        );
     }
 
     /// Reads a counter from `/metrics`.

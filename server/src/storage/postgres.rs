@@ -27,3 +27,5 @@ super::store_impl!(
     sqlx::migrate!("../migrations/postgres"),
     Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 );
+
+super::registry::registry_impl!(PgStore);

@@ -31,3 +31,5 @@ impl SqliteStore {
 }
 
 super::store_impl!(SqliteStore, sqlx::migrate!("../migrations/sqlite"), None);
+
+super::registry::registry_impl!(SqliteStore);

@@ -69,6 +69,7 @@ fn assert_unauthorized((status, body): (u16, String), why: &str) {
 async fn bad_tokens_are_refused_with_401() {
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&db).await;
+    app.register("u1", "d1", "secretary", "/test").await;
     let key = server_key(&db);
 
     assert_unauthorized(upgrade(&app, None).await, "no token");
@@ -122,7 +123,9 @@ async fn bearer_header_is_accepted() {
     let mut request = app.ws_url().into_client_request().unwrap();
     request.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", app.token("u2", "d2")).parse().unwrap(),
+        format!("Bearer {}", app.token("u2", "d2").await)
+            .parse()
+            .unwrap(),
     );
     assert!(tokio_tungstenite::connect_async(request).await.is_ok());
     app.stop().await;

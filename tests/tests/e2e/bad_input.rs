@@ -21,7 +21,7 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
 
     // A healthy device with a stored document, connected throughout.
     let good = Client::in_memory(ClientConfig::default()).await.unwrap();
-    good.connect(&app.ws_url(), &app.token("good", "good-phone"))
+    good.connect(&app.ws_url(), &app.token("good", "good-phone").await)
         .await
         .unwrap();
     let id = good
@@ -31,7 +31,7 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
     good.wait_synced(id, WAIT).await.unwrap();
     let stored_before = app.state.store.load(&id).await.unwrap().unwrap();
 
-    let mut bad = RawPeer::connect(&app, &app.token("bad", "bad-phone")).await;
+    let mut bad = RawPeer::connect(&app, &app.token("bad", "bad-phone").await).await;
 
     // 1. Bytes that are not CBOR at all.
     bad.send_bytes(vec![0xff, 0x00, 0x13, 0x37]).await;
@@ -80,7 +80,7 @@ async fn malformed_frames_hurt_no_one(backend: Backend) {
     good.wait_synced(id, WAIT).await.unwrap();
     let other = Client::in_memory(ClientConfig::default()).await.unwrap();
     other
-        .connect(&app.ws_url(), &app.token("other", "other-phone"))
+        .connect(&app.ws_url(), &app.token("other", "other-phone").await)
         .await
         .unwrap();
     other.fetch(id, WAIT).await.unwrap();
@@ -112,7 +112,7 @@ async fn oversized_message_is_refused_with_a_clear_error() {
     let mut settings = test_settings(&db);
     settings.limits.max_message_bytes = 64 * 1024;
     let app = spawn_app_with(settings).await;
-    let mut peer = RawPeer::connect(&app, &app.token("big", "big-phone")).await;
+    let mut peer = RawPeer::connect(&app, &app.token("big", "big-phone").await).await;
     let id = DocumentId::random();
     peer.send(&Message::Sync {
         sender_id: peer.peer_id.clone(),

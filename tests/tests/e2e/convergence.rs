@@ -35,7 +35,7 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) {
     let mut devices = Vec::new();
     for d in 0..DEVICES {
         let client = Client::in_memory(ClientConfig::default()).await.unwrap();
-        let token = app.token(&format!("u{d}"), &format!("d{d}"));
+        let token = app.token(&format!("u{d}"), &format!("d{d}")).await;
         client.connect(&url, &token).await.unwrap();
         devices.push((client, token));
     }

@@ -95,13 +95,15 @@ async fn offline_edits_survive_a_restart_and_reach_the_server_once_it_is_up() {
     let mut settings = test_settings(&db);
     settings.listen = addr;
     let app = spawn_app_with(settings).await;
-    phone.start_sync(&url, &app.token("sec-1", "phone-1")).await;
+    phone
+        .start_sync(&url, &app.token("sec-1", "phone-1").await)
+        .await;
     phone.wait_up_to_date(WAIT).await.unwrap();
     assert_eq!(phone.status().unsent_changes, 0);
 
     let supervisor = Client::in_memory(ClientConfig::default()).await.unwrap();
     supervisor
-        .connect(&app.ws_url(), &app.token("sup", "desk"))
+        .connect(&app.ws_url(), &app.token("sup", "desk").await)
         .await
         .unwrap();
     supervisor.fetch(visit, WAIT).await.unwrap();
@@ -127,7 +129,7 @@ async fn a_flaky_network_loses_nothing_and_duplicates_nothing() {
         client
             .connect(
                 &proxy.ws_url(),
-                &app.token(&format!("u{d}"), &format!("dev{d}")),
+                &app.token(&format!("u{d}"), &format!("dev{d}")).await,
             )
             .await
             .unwrap();
@@ -246,7 +248,7 @@ async fn reconnect_cost(app: &TestApp, n: usize, catch_up: bool) -> lianxin_clie
             .await
             .unwrap();
     }
-    let token = app.token("grid-worker", &format!("phone-{n}"));
+    let token = app.token("grid-worker", &format!("phone-{n}")).await;
     client.connect(&app.ws_url(), &token).await.unwrap();
     client.wait_up_to_date(WAIT).await.unwrap();
     client.disconnect().await;
@@ -295,7 +297,7 @@ async fn catch_up_brings_what_changed_while_offline_and_live_changes_after() {
     let app = spawn_app(&db).await;
     let path = temp_store("a.db");
     let a = Client::open(&path, ClientConfig::default()).await.unwrap();
-    let token_a = app.token("a", "phone-a");
+    let token_a = app.token("a", "phone-a").await;
     a.connect(&app.ws_url(), &token_a).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..50 {
@@ -321,7 +323,7 @@ async fn catch_up_brings_what_changed_while_offline_and_live_changes_after() {
 
     // While A is offline, B changes two of A's documents.
     let b = Client::in_memory(ClientConfig::default()).await.unwrap();
-    b.connect(&app.ws_url(), &app.token("b", "phone-b"))
+    b.connect(&app.ws_url(), &app.token("b", "phone-b").await)
         .await
         .unwrap();
     for id in &ids[..2] {
@@ -409,7 +411,7 @@ async fn a_rejected_token_waits_for_a_fresh_one() {
     };
     assert!(reason.contains("unauthorized"), "{reason}");
     assert_eq!(client.status().state, SyncState::Offline);
-    client.set_token(&app.token("u", "d"));
+    client.set_token(&app.token("u", "d").await);
     client.wait_synced(id, WAIT).await.unwrap();
     client.disconnect().await;
     app.stop().await;
@@ -527,7 +529,7 @@ async fn the_cli_acts_as_a_device() {
     let status: serde_json::Value = serde_json::from_str(&cli(&["status"]).await).unwrap();
     assert!(status["unsent_changes"].as_u64().unwrap() >= 3);
 
-    let token = app.token("cli", "laptop");
+    let token = app.token("cli", "laptop").await;
     cli(&["login", "--server", &app.ws_url(), "--token", &token]).await;
     let synced = cli(&["sync", "--timeout", "20"]).await;
     assert!(
@@ -542,7 +544,7 @@ async fn the_cli_acts_as_a_device() {
         edits: 8,
         docs: 2,
         server: app.ws_url(),
-        token: app.token("sim", "sim"),
+        token: app.token("sim", "sim").await,
         seed: 42,
         timeout: WAIT,
     })

@@ -37,7 +37,7 @@ async fn automerge_repo_js_client_interoperates() {
         .arg("interop.mjs")
         .current_dir(&dir)
         .env("LIANXIN_URL", app.ws_url())
-        .env("LIANXIN_TOKEN", app.token("js-user", "js-device"))
+        .env("LIANXIN_TOKEN", app.token("js-user", "js-device").await)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -60,7 +60,7 @@ async fn automerge_repo_js_client_interoperates() {
 
     // The Rust client reads what JS wrote.
     let rust = Client::in_memory(ClientConfig::default()).await.unwrap();
-    rust.connect(&app.ws_url(), &app.token("rust-user", "rust-device"))
+    rust.connect(&app.ws_url(), &app.token("rust-user", "rust-device").await)
         .await
         .unwrap();
     rust.fetch(id, Duration::from_secs(10)).await.unwrap();

@@ -19,10 +19,10 @@ async fn connections_over_the_limit_get_503() {
     let app = spawn_app_with(settings).await;
     let first = Client::in_memory(ClientConfig::default()).await.unwrap();
     first
-        .connect(&app.ws_url(), &app.token("a", "a1"))
+        .connect(&app.ws_url(), &app.token("a", "a1").await)
         .await
         .unwrap();
-    let url = format!("{}?token={}", app.ws_url(), app.token("b", "b1"));
+    let url = format!("{}?token={}", app.ws_url(), app.token("b", "b1").await);
     match tokio_tungstenite::connect_async(url.clone()).await {
         Err(tungstenite::Error::Http(response)) => {
             assert_eq!(response.status().as_u16(), 503);
@@ -53,7 +53,7 @@ async fn a_document_over_the_size_limit_is_refused_and_not_stored() {
     let app = spawn_app_with(settings).await;
     let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     client
-        .connect(&app.ws_url(), &app.token("a", "a1"))
+        .connect(&app.ws_url(), &app.token("a", "a1").await)
         .await
         .unwrap();
     let id = client
@@ -92,11 +92,11 @@ async fn two_server_processes_share_one_postgres() {
     let one = spawn_app(&db).await;
     let two = spawn_app(&db).await;
     let a = Client::in_memory(ClientConfig::default()).await.unwrap();
-    a.connect(&one.ws_url(), &one.token("a", "a1"))
+    a.connect(&one.ws_url(), &one.token("a", "a1").await)
         .await
         .unwrap();
     let b = Client::in_memory(ClientConfig::default()).await.unwrap();
-    b.connect(&two.ws_url(), &two.token("b", "b1"))
+    b.connect(&two.ws_url(), &two.token("b", "b1").await)
         .await
         .unwrap();
 
@@ -148,10 +148,10 @@ async fn a_silent_connection_is_closed_as_dead() {
     settings.limits.keepalive_secs = 1;
     let app = spawn_app_with(settings).await;
     // Joins, then never reads again, so it never answers the server's pings.
-    let _silent = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1")).await;
+    let _silent = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1").await).await;
     // A live client that answers pings stays connected meanwhile.
     let live = Client::in_memory(ClientConfig::default()).await.unwrap();
-    live.connect(&app.ws_url(), &app.token("l", "l1"))
+    live.connect(&app.ws_url(), &app.token("l", "l1").await)
         .await
         .unwrap();
     assert_eq!(app.metric("lianxin_connections_open").await, 2.0);
@@ -183,7 +183,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_waits() {
     // A document both raw peers open.
     let owner = Client::in_memory(ClientConfig::default()).await.unwrap();
     owner
-        .connect(&app.ws_url(), &app.token("o", "o1"))
+        .connect(&app.ws_url(), &app.token("o", "o1").await)
         .await
         .unwrap();
     let id = owner
@@ -206,10 +206,10 @@ async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_waits() {
             data,
         }
     };
-    let mut stalled = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1")).await;
+    let mut stalled = lianxin_tests::RawPeer::connect(&app, &app.token("s", "s1").await).await;
     stalled.send(&open(&stalled)).await;
     assert!(matches!(stalled.recv().await, Some(Message::Sync { .. })));
-    let mut chatty = lianxin_tests::RawPeer::connect(&app, &app.token("c", "c1")).await;
+    let mut chatty = lianxin_tests::RawPeer::connect(&app, &app.token("c", "c1").await).await;
     chatty.send(&open(&chatty)).await;
     assert!(matches!(chatty.recv().await, Some(Message::Sync { .. })));
 

@@ -8,6 +8,7 @@ mod device;
 mod interop;
 mod limits;
 mod metrics;
+mod people;
 mod storage;
 mod sync;
 

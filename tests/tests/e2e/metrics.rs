@@ -29,7 +29,7 @@ async fn metrics_move_during_a_sync(backend: Backend) {
     }
     let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     client
-        .connect(&app.ws_url(), &app.token("m", "m-phone"))
+        .connect(&app.ws_url(), &app.token("m", "m-phone").await)
         .await
         .unwrap();
     let id = client

@@ -38,7 +38,10 @@ async fn stored_doc(app: &TestApp, id: DocumentId) -> automerge::Automerge {
 async fn connected(app: &TestApp, user: &str) -> Client {
     let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     client
-        .connect(&app.ws_url(), &app.token(user, &format!("{user}-phone")))
+        .connect(
+            &app.ws_url(),
+            &app.token(user, &format!("{user}-phone")).await,
+        )
         .await
         .unwrap();
     client
@@ -79,13 +82,13 @@ async fn concurrent_offline_edits_converge(backend: Backend) {
     // Back online: both and the server end with the same heads and content.
     a.connect(
         &app.ws_url(),
-        &app.token("secretary-a", "secretary-a-phone"),
+        &app.token("secretary-a", "secretary-a-phone").await,
     )
     .await
     .unwrap();
     b.connect(
         &app.ws_url(),
-        &app.token("secretary-b", "secretary-b-phone"),
+        &app.token("secretary-b", "secretary-b-phone").await,
     )
     .await
     .unwrap();
@@ -166,7 +169,7 @@ async fn restart_loses_nothing_and_resync_moves_only_news(backend: Backend) {
     device
         .connect(
             &app.ws_url(),
-            &app.token("secretary-c", "secretary-c-phone"),
+            &app.token("secretary-c", "secretary-c-phone").await,
         )
         .await
         .unwrap();
