@@ -269,6 +269,8 @@ impl Connection {
                         conn: self.conn,
                         remote,
                         peer_key,
+                        user: self.identity.user.clone(),
+                        device_id: self.identity.device.id.clone(),
                         outbox,
                         kill: self.kill.clone(),
                     }));

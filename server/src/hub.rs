@@ -44,6 +44,10 @@ pub struct Peer {
     pub remote: PeerId,
     /// Key for server-side sync state, from the verified token (see `Identity::peer_key`).
     pub peer_key: Option<String>,
+    /// The registered user and device on the other end (from the token, checked against the
+    /// registry at connection time).
+    pub user: crate::storage::registry::User,
+    pub device_id: String,
     /// The connection's bounded send queue.
     pub outbox: mpsc::Sender<Message>,
     /// Cancelled to disconnect a client that cannot keep up.

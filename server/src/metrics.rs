@@ -80,6 +80,7 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub malformed_messages: Counter,
+    pub rejected_changes: Counter,
     pub oversized_messages: Counter,
     pub slow_client_disconnects: Counter,
     pub merges: Counter,
@@ -94,7 +95,12 @@ impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 14] = [
+        let counters: [(&str, &str, &Counter); 15] = [
+            (
+                "lianxin_rejected_changes_total",
+                "Changes refused by validation or actor binding.",
+                &self.rejected_changes,
+            ),
             (
                 "lianxin_connections_total",
                 "Websocket connections accepted.",

@@ -211,6 +211,17 @@ impl Store {
         dispatch!(self, s => s.device_documents(peer_key).await)
     }
 
+    /// Binds each of `actors` that is not bound yet to (`user`, `device`), and returns the
+    /// (user, device) every one of them is bound to, in order.
+    pub async fn bind_actors(
+        &self,
+        actors: &[String],
+        user: &str,
+        device: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        dispatch!(self, s => s.bind_actors(actors, user, device).await)
+    }
+
     /// Number of stored documents (for tests and admin figures).
     pub async fn count_documents(&self) -> Result<i64, StorageError> {
         dispatch!(self, s => s.count_documents().await)
@@ -446,6 +457,36 @@ macro_rules! store_impl {
                             .map_err(|_| super::StorageError::BadDocumentId(id))
                     })
                     .collect()
+            }
+
+            pub(super) async fn bind_actors(
+                &self,
+                actors: &[String],
+                user: &str,
+                device: &str,
+            ) -> Result<Vec<(String, String)>, super::StorageError> {
+                let mut bound = Vec::with_capacity(actors.len());
+                for actor in actors {
+                    // Insert-if-absent then read: two devices racing for one actor ID both
+                    // read the single winner.
+                    sqlx::query(
+                        "INSERT INTO actors (actor_id, user_id, device_id) VALUES ($1, $2, $3) \
+                         ON CONFLICT (actor_id) DO NOTHING",
+                    )
+                    .bind(actor)
+                    .bind(user)
+                    .bind(device)
+                    .execute(&self.pool)
+                    .await?;
+                    let owner: (String, String) = sqlx::query_as(
+                        "SELECT user_id, device_id FROM actors WHERE actor_id = $1",
+                    )
+                    .bind(actor)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    bound.push(owner);
+                }
+                Ok(bound)
             }
 
             pub(super) async fn count_documents(&self) -> Result<i64, super::StorageError> {

@@ -105,6 +105,14 @@ enum Refusal {
         size: u64,
         limit: u64,
     },
+    /// A change that may not be accepted. The text names the document, the change and the
+    /// reason, so the device can set the change aside.
+    #[error("document {doc}: change {change} rejected: {reason}")]
+    Rejected {
+        doc: DocumentId,
+        change: automerge::ChangeHash,
+        reason: String,
+    },
 }
 
 impl DocActor {
@@ -308,20 +316,46 @@ impl DocActor {
         else {
             return Ok(());
         };
-        let effects = match slot.session.on_message(&mut loaded.doc, data) {
-            Ok(effects) => effects,
+        // A message that carries changes is applied to a fork of the document and a copy of
+        // the session, and vetted there; the document and session change only once the
+        // changes are accepted and committed. Most messages (acknowledgements, have/need)
+        // carry none and are applied in place.
+        let message = match DocSession::decode(data) {
+            Ok(message) => message,
             Err(e) => {
                 self.ctx.metrics.malformed_messages.inc();
-                // A message that fails to apply may have applied part of its changes: drop
-                // the in-memory copy so nothing unstored lingers, and restart this session.
-                slot.session = DocSession::new();
-                self.loaded = None;
                 return Err(Refusal::Malformed {
                     doc: doc_id,
                     reason: e.to_string(),
                 });
             }
         };
+        let mut candidate = if message.changes.is_empty() {
+            None
+        } else {
+            Some((loaded.doc.fork(), slot.session.clone()))
+        };
+        let applied = match &mut candidate {
+            Some((doc, session)) => session.apply_message(doc, message),
+            None => slot.session.apply_message(&mut loaded.doc, message),
+        };
+        let effects = match applied {
+            Ok(effects) => effects,
+            Err(e) => {
+                self.ctx.metrics.malformed_messages.inc();
+                slot.session = DocSession::new();
+                return Err(Refusal::Malformed {
+                    doc: doc_id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if effects.heads_changed
+            && let Some((candidate_doc, _)) = &candidate
+        {
+            let new_changes = candidate_doc.get_changes(&loaded.doc.get_heads());
+            vet(&self.ctx, peer, &doc_id, &new_changes).await?;
+        }
 
         // Whether chunks stored by another process were taken in: then even the sender has
         // something new to hear about.
@@ -331,8 +365,6 @@ impl DocActor {
             let limit = self.ctx.limits.max_document_bytes;
             let size = loaded.size_bytes.max(0) as u64 + bytes.len() as u64;
             if size > limit {
-                slot.session = DocSession::new();
-                self.loaded = None;
                 return Err(Refusal::TooLarge {
                     doc: doc_id,
                     size,
@@ -351,6 +383,11 @@ impl DocActor {
                         .metrics
                         .merge_latency
                         .observe(received_at.elapsed());
+                    // Committed: the vetted fork and session become the real ones.
+                    if let Some((doc, session)) = candidate.take() {
+                        loaded.doc = doc;
+                        slot.session = session;
+                    }
                     if appended.seq != loaded.last_seq + 1 {
                         // Another process appended in between: take in what it stored.
                         if let Err(e) = catch_up(&self.ctx, &doc_id, loaded).await {
@@ -367,12 +404,9 @@ impl DocActor {
                     newly_stored = true;
                 }
                 Err(e) => {
+                    // Nothing was applied: the document and session are as before.
                     self.ctx.metrics.storage_errors.inc();
                     tracing::error!(error = %e, "appending changes failed");
-                    if let Some(slot) = self.sessions.get_mut(&peer.conn) {
-                        slot.session = DocSession::new();
-                    }
-                    self.loaded = None;
                     return Err(Refusal::Storage { doc: doc_id });
                 }
             }
@@ -545,6 +579,52 @@ async fn catch_up(
     for (_, chunk) in chunks {
         loaded.doc.load_incremental(&chunk)?;
         loaded.chunks_since_snapshot += 1;
+    }
+    Ok(())
+}
+
+/// Decides whether `changes` (new to the document) may be accepted from `peer`.
+///
+/// Today: every change must come from an Automerge actor bound to this user and device (bound
+/// at its first accepted change). The field rules (document kinds, schemas, write rights) plug
+/// in here.
+async fn vet(
+    ctx: &DocContext,
+    peer: &Peer,
+    doc: &DocumentId,
+    changes: &[automerge::Change],
+) -> Result<(), Refusal> {
+    let mut actors: Vec<String> = changes
+        .iter()
+        .map(|c| c.actor_id().to_hex_string())
+        .collect();
+    actors.sort();
+    actors.dedup();
+    let owners = ctx
+        .store
+        .bind_actors(&actors, &peer.user.id, &peer.device_id)
+        .await
+        .map_err(|e| {
+            ctx.metrics.storage_errors.inc();
+            tracing::error!(error = %e, "binding actors failed");
+            Refusal::Storage { doc: *doc }
+        })?;
+    for (actor, (user, device)) in actors.iter().zip(owners) {
+        if user != peer.user.id || device != peer.device_id {
+            let change = changes
+                .iter()
+                .find(|c| c.actor_id().to_hex_string() == *actor)
+                .map(|c| c.hash())
+                .expect("actor came from a change");
+            ctx.metrics.rejected_changes.inc();
+            return Err(Refusal::Rejected {
+                doc: *doc,
+                change,
+                reason: format!(
+                    "actor {actor} belongs to another user or device; a device may only upload its own changes"
+                ),
+            });
+        }
     }
     Ok(())
 }

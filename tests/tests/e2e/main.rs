@@ -11,6 +11,7 @@ mod metrics;
 mod people;
 mod storage;
 mod sync;
+mod validation;
 
 /// Runs `async fn $name(backend: Backend)` as two tests, `$name::postgres` and
 /// `$name::sqlite`.
