@@ -243,6 +243,12 @@ fn describe(event: &ClientEvent) -> String {
         }
         ClientEvent::ServerError { message, .. } => format!("server error: {message}"),
         ClientEvent::TokenRejected { reason } => format!("token rejected: {reason}"),
+        ClientEvent::ChangeRejected {
+            document,
+            change,
+            reason,
+            removed,
+        } => format!("change {change} of {document} rejected ({removed} set aside): {reason}"),
     }
 }
 

@@ -229,6 +229,59 @@ impl Shared {
         self.store.save_sync_state(&id, &state).await
     }
 
+    /// Removes a change the server refused, and every change that depends on it, from the
+    /// document; sets them aside in the store; and restarts the document's sync session so the
+    /// rest keeps syncing. The rebuilt document gets a fresh actor ID, so later changes never
+    /// reuse the refused change's sequence number.
+    pub(crate) async fn set_aside(
+        &self,
+        id: DocumentId,
+        change: ChangeHash,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
+        let (removed, full) = {
+            let mut docs = self.docs();
+            let Some(local) = docs.get_mut(&id) else {
+                return Ok(0);
+            };
+            let all = local.doc.get_changes(&[]);
+            if !all.iter().any(|c| c.hash() == change) {
+                return Ok(0);
+            }
+            // Changes come in causal order, so one pass finds every dependent.
+            let mut dropped: std::collections::HashSet<ChangeHash> = [change].into();
+            let mut kept = Vec::new();
+            let mut removed = Vec::new();
+            for c in all {
+                if dropped.contains(&c.hash()) || c.deps().iter().any(|d| dropped.contains(d)) {
+                    dropped.insert(c.hash());
+                    removed.push(c);
+                } else {
+                    kept.push(c);
+                }
+            }
+            let mut rebuilt = Automerge::new();
+            if let Err(e) = rebuilt.apply_changes(kept) {
+                tracing::error!(doc_id = %id, error = %e, "rebuilding without the refused change failed");
+                return Ok(0);
+            }
+            let state = local.session.persisted_state();
+            local.doc = rebuilt;
+            local.session = DocSession::resume(&state).unwrap_or_default();
+            local.saved_heads = local.doc.get_heads();
+            local.refresh_unsent();
+            (removed, local.doc.save())
+        };
+        self.store.replace(&id, &full).await?;
+        for c in &removed {
+            self.store
+                .set_aside(&id, &c.hash().to_string(), reason, c.raw_bytes())
+                .await?;
+        }
+        self.mark_dirty(id);
+        Ok(removed.len())
+    }
+
     pub(crate) fn bump_progress(&self) {
         self.progress.send_modify(|n| *n += 1);
     }
@@ -663,6 +716,15 @@ impl Client {
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             connections: c.connections.load(Ordering::Relaxed),
         }
+    }
+
+    /// Changes the server refused, set aside: (document, change hash, reason).
+    pub async fn rejected_changes(&self) -> Result<Vec<(DocumentId, String, String)>, ClientError> {
+        let rows = self.shared.store.rejected().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(doc, hash, reason, _)| Some((doc.parse().ok()?, hash, reason)))
+            .collect())
     }
 
     /// Errors the server reported to this device, oldest first.

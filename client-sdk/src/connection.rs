@@ -367,6 +367,20 @@ impl ConnectionState {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(message.clone());
+                if let (Some(document), Some((change, reason))) =
+                    (document, rejected_change(&message))
+                {
+                    let removed = shared.set_aside(document, change, &reason).await?;
+                    if removed > 0 {
+                        shared.emit(ClientEvent::ChangeRejected {
+                            document,
+                            change: change.to_string(),
+                            reason,
+                            removed,
+                        });
+                        return Ok(self.offer(shared, [document]));
+                    }
+                }
                 shared.emit(ClientEvent::ServerError { document, message });
                 Ok(Vec::new())
             }
@@ -423,4 +437,12 @@ impl ConnectionState {
             _ => Vec::new(),
         })
     }
+}
+
+/// The change hash and reason of a server error of the form
+/// `document <id>: change <hash> rejected: <reason>`.
+fn rejected_change(message: &str) -> Option<(automerge::ChangeHash, String)> {
+    let (_, rest) = message.split_once(": change ")?;
+    let (hash, reason) = rest.split_once(" rejected: ")?;
+    Some((hash.parse().ok()?, reason.to_string()))
 }

@@ -57,6 +57,15 @@ pub enum ClientEvent {
         document: Option<DocumentId>,
         message: String,
     },
+    /// The server refused a change of this device. It was removed from the document, with the
+    /// changes that depend on it, and set aside (`Client::rejected_changes`).
+    ChangeRejected {
+        document: DocumentId,
+        change: String,
+        reason: String,
+        /// How many changes were removed in all (the refused one and its dependents).
+        removed: usize,
+    },
     /// The server refused the token: supply a fresh one with `Client::set_token`.
     TokenRejected { reason: String },
 }

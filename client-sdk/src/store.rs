@@ -210,6 +210,56 @@ impl Store {
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 
+    /// Replaces every chunk of a document with one full save (after changes were removed).
+    pub async fn replace(&self, id: &DocumentId, full: &[u8]) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        sqlx::query("INSERT INTO chunks (document_id, seq, data) VALUES ($1, 1, $2)")
+            .bind(&id)
+            .bind(full)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))
+    }
+
+    /// Sets a refused change aside, with the server's reason.
+    pub async fn set_aside(
+        &self,
+        id: &DocumentId,
+        hash: &str,
+        reason: &str,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rejected_changes (document_id, hash, reason, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (document_id, hash) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(hash)
+        .bind(reason)
+        .bind(data)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Every change set aside: (document, change hash, reason, change bytes).
+    pub async fn rejected(&self) -> Result<Vec<(String, String, String, Vec<u8>)>, StoreError> {
+        sqlx::query_as(
+            "SELECT document_id, hash, reason, data FROM rejected_changes ORDER BY rejected_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))
+    }
+
     /// Records the sync state shared with the server for a document.
     pub async fn save_sync_state(&self, id: &DocumentId, state: &[u8]) -> Result<(), StoreError> {
         sqlx::query(
