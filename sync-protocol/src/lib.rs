@@ -22,10 +22,14 @@
 //! - [`session`]: [`DocSession`], one sync conversation about one document with one peer, on top
 //!   of `automerge::sync`, returning [`Effects`] (what to persist, what to send).
 //! - [`handshake`]: the `join` / `peer` / `error` exchange that opens a websocket connection.
+//! - [`domain`]: the field's document kinds and their rules: area tree, roles and the permission
+//!   matrix, versioned schemas, write validation, the request state machine, due times,
+//!   listening days, order arbitration, and builders for well-formed documents.
 
 #![forbid(unsafe_code)]
 
 pub mod document_id;
+pub mod domain;
 pub mod extension;
 pub mod handshake;
 pub mod message;
