@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lianxin_protocol::domain::Actor;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,8 @@ pub struct Identity {
     pub claims: Claims,
     pub user: User,
     pub device: Device,
+    /// The user as the field rules see them.
+    pub actor: Actor,
 }
 
 impl Identity {
@@ -325,10 +328,27 @@ pub async fn resolve(store: &Store, claims: Claims) -> Result<Identity, Resolve>
     if device.revoked {
         return Err(Resolve::Refused(AuthError::DeviceRevoked(device.id)));
     }
+    let actor = Actor {
+        user: user.id.clone(),
+        role: user.role.parse().map_err(|_| {
+            Resolve::Refused(AuthError::Malformed(format!(
+                "user {} has an unknown role",
+                user.id
+            )))
+        })?,
+        area: user.area.parse().map_err(|_| {
+            Resolve::Refused(AuthError::Malformed(format!(
+                "user {} has an invalid area",
+                user.id
+            )))
+        })?,
+        department: user.department.clone(),
+    };
     Ok(Identity {
         claims,
         user,
         device,
+        actor,
     })
 }
 

@@ -271,6 +271,7 @@ impl Connection {
                         peer_key,
                         user: self.identity.user.clone(),
                         device_id: self.identity.device.id.clone(),
+                        actor: self.identity.actor.clone(),
                         outbox,
                         kill: self.kill.clone(),
                     }));

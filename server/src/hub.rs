@@ -48,6 +48,8 @@ pub struct Peer {
     /// registry at connection time).
     pub user: crate::storage::registry::User,
     pub device_id: String,
+    /// The user as the field rules see them (role, area, department).
+    pub actor: lianxin_protocol::domain::Actor,
     /// The connection's bounded send queue.
     pub outbox: mpsc::Sender<Message>,
     /// Cancelled to disconnect a client that cannot keep up.
@@ -61,6 +63,8 @@ pub struct DocContext {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub server_peer: PeerId,
+    /// Whether documents without a `kind` are accepted (see `DocumentSettings`).
+    pub allow_untyped: bool,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }

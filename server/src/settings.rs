@@ -30,6 +30,17 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: Limits,
     pub database: DatabaseSettings,
+    pub documents: DocumentSettings,
+}
+
+/// What documents the server accepts.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct DocumentSettings {
+    /// Also accept documents that declare no `kind`, readable and writable by every registered
+    /// device (a plain sync server). Off for field deployments: every document is then one of
+    /// the field's kinds, checked against its schema, the area tree and the author's role.
+    pub allow_untyped: bool,
 }
 
 impl Default for Settings {
@@ -42,6 +53,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             limits: Limits::default(),
             database: DatabaseSettings::default(),
+            documents: DocumentSettings::default(),
         }
     }
 }

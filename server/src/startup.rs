@@ -54,6 +54,7 @@ impl Application {
             metrics: metrics.clone(),
             limits: settings.limits.clone(),
             server_peer: server_peer.clone(),
+            allow_untyped: settings.documents.allow_untyped,
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });

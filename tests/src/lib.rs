@@ -90,6 +90,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
         ..Settings::default()
     };
     settings.limits.document_idle_secs = 1;
+    // The sync-pipe tests use free-form documents; the field tests turn this off.
+    settings.documents.allow_untyped = true;
     settings
 }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use automerge::Automerge;
+use lianxin_protocol::domain::{self, Actor, DocInfo, Outcome, access, schema};
 use lianxin_protocol::{DocSession, DocumentId, Message};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -74,6 +75,20 @@ struct Loaded {
     chunks_since_snapshot: usize,
     /// Whether the document exists in the store at all.
     stored: bool,
+    /// Its kind, area, creator (`None` for an untyped or not yet stored document).
+    info: Option<DocInfo>,
+}
+
+impl Loaded {
+    /// Whether `actor` may see this document. A document that is not stored yet is visible
+    /// (there is nothing to see; creating it is judged by the write rules), an untyped one only
+    /// where untyped documents are allowed.
+    fn readable_by(&self, actor: &Actor, allow_untyped: bool) -> bool {
+        match &self.info {
+            Some(info) => access::check_read(actor, info, &self.doc).is_ok(),
+            None => !self.stored || allow_untyped,
+        }
+    }
 }
 
 struct SessionSlot {
@@ -210,6 +225,7 @@ impl DocActor {
                 size_bytes: 0,
                 chunks_since_snapshot: 0,
                 stored: false,
+                info: None,
             },
             Some(stored) => {
                 // Loading a large document is CPU work: keep it off the async workers.
@@ -228,12 +244,14 @@ impl DocActor {
                     tracing::error!(error = %e, "stored document does not load");
                     Refusal::Storage { doc: doc_id }
                 })?;
+                let info = schema::read_info(&doc).ok();
                 Loaded {
                     doc,
                     last_seq,
                     size_bytes,
                     chunks_since_snapshot: chunks,
                     stored: true,
+                    info,
                 }
             }
         };
@@ -310,8 +328,26 @@ impl DocActor {
         received_at: Instant,
     ) -> Result<(), Refusal> {
         self.ensure_loaded().await?;
-        self.ensure_session(peer).await;
         let doc_id = self.id;
+        // A document this peer may not see is answered exactly like one that does not exist.
+        let readable = self
+            .loaded
+            .as_ref()
+            .is_some_and(|l| l.readable_by(&peer.actor, self.ctx.allow_untyped));
+        if !readable {
+            self.sessions.remove(&peer.conn);
+            push(
+                &self.ctx,
+                peer,
+                Message::DocUnavailable {
+                    sender_id: self.ctx.server_peer.clone(),
+                    target_id: peer.remote.clone(),
+                    document_id: doc_id,
+                },
+            );
+            return Ok(());
+        }
+        self.ensure_session(peer).await;
         let (Some(loaded), Some(slot)) = (self.loaded.as_mut(), self.sessions.get_mut(&peer.conn))
         else {
             return Ok(());
@@ -350,11 +386,20 @@ impl DocActor {
                 });
             }
         };
+        let mut outcome = None;
         if effects.heads_changed
             && let Some((candidate_doc, _)) = &candidate
         {
             let new_changes = candidate_doc.get_changes(&loaded.doc.get_heads());
             vet(&self.ctx, peer, &doc_id, &new_changes).await?;
+            outcome = check_field_rules(
+                &self.ctx,
+                peer,
+                &doc_id,
+                loaded,
+                candidate_doc,
+                &new_changes,
+            )?;
         }
 
         // Whether chunks stored by another process were taken in: then even the sender has
@@ -387,6 +432,9 @@ impl DocActor {
                     if let Some((doc, session)) = candidate.take() {
                         loaded.doc = doc;
                         slot.session = session;
+                    }
+                    if let Some(outcome) = &outcome {
+                        loaded.info = Some(outcome.info.clone());
                     }
                     if appended.seq != loaded.last_seq + 1 {
                         // Another process appended in between: take in what it stored.
@@ -447,6 +495,9 @@ impl DocActor {
         if effects.heads_changed {
             for (conn, other) in self.sessions.iter_mut() {
                 if *conn == peer.conn && !caught_up {
+                    continue;
+                }
+                if !loaded.readable_by(&other.peer.actor, self.ctx.allow_untyped) {
                     continue;
                 }
                 if let Some(data) = other.session.generate(&loaded.doc) {
@@ -627,4 +678,46 @@ async fn vet(
         }
     }
     Ok(())
+}
+
+/// Judges the changes a peer sent by the field rules: the document's schema, the area tree and
+/// the author's role (`lianxin_protocol::domain`). Untyped documents pass where they are
+/// allowed. Returns what the rules found for the server to act on.
+fn check_field_rules(
+    ctx: &DocContext,
+    peer: &Peer,
+    doc_id: &DocumentId,
+    loaded: &Loaded,
+    candidate: &Automerge,
+    changes: &[automerge::Change],
+) -> Result<Option<Outcome>, Refusal> {
+    let untyped_after = automerge::ReadDoc::get(candidate, automerge::ROOT, "kind")
+        .ok()
+        .flatten()
+        .is_none();
+    if ctx.allow_untyped && loaded.info.is_none() && untyped_after {
+        return Ok(None);
+    }
+    let before = if loaded.stored {
+        Some(&loaded.doc)
+    } else {
+        None
+    };
+    let empty = Automerge::new();
+    match domain::check_change(
+        &peer.actor,
+        loaded.info.as_ref(),
+        before.unwrap_or(&empty),
+        candidate,
+    ) {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(forbidden) => {
+            ctx.metrics.rejected_changes.inc();
+            Err(Refusal::Rejected {
+                doc: *doc_id,
+                change: changes.first().map(|c| c.hash()).expect("changes were new"),
+                reason: forbidden.to_string(),
+            })
+        }
+    }
 }

@@ -153,6 +153,12 @@ pub async fn create_user(
     if !ROLES.contains(&new.role.as_str()) {
         return Err(ApiError::Invalid(format!("unknown role {:?}", new.role)));
     }
+    if new.id == lianxin_protocol::domain::SERVER_USER {
+        return Err(ApiError::Invalid(format!(
+            "user id {:?} is reserved",
+            new.id
+        )));
+    }
     require_within(&identity, &new.area)?;
     let user = User {
         id: new.id,

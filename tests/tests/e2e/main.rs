@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod convergence;
 mod device;
+mod field;
 mod interop;
 mod limits;
 mod metrics;

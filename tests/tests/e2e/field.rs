@@ -1,0 +1,210 @@
+//! The field rules through real websockets and real storage: who may see which documents (the
+//! area tree and the role), and which changes they may make. A refused document looks exactly
+//! like a missing one; a refused change is stored nowhere and its author's device sets it
+//! aside.
+
+use std::time::Duration;
+
+use automerge::AutomergeError;
+use lianxin_client::{Client, ClientConfig, ClientError, ClientEvent, DocumentId};
+use lianxin_protocol::domain::builders::{self, Common, HouseholdInit, RequestInit, Resident};
+use lianxin_protocol::domain::{AreaPath, Event, EventKind, Origin, Track};
+use lianxin_tests::{Backend, TestApp, TestDb, spawn_app_with, test_settings};
+
+const WAIT: Duration = Duration::from_secs(10);
+const GRID_A: &str = "/city/street-1/community-1/grid-a";
+const GRID_B: &str = "/city/street-1/community-1/grid-b";
+
+async fn field_app(db: &TestDb) -> TestApp {
+    let mut settings = test_settings(db);
+    settings.documents.allow_untyped = false;
+    spawn_app_with(settings).await
+}
+
+async fn device(app: &TestApp, user: &str, role: &str, area: &str) -> Client {
+    let client = Client::in_memory(ClientConfig::default()).await.unwrap();
+    let token = app
+        .token_as(user, &format!("{user}-phone"), role, area)
+        .await;
+    client.connect(&app.ws_url(), &token).await.unwrap();
+    client
+}
+
+fn common(area: &str, user: &str) -> Common {
+    Common {
+        area: AreaPath::new(area).unwrap(),
+        created_by: user.into(),
+        created_at: 1_763_000_000_000,
+    }
+}
+
+/// Builder errors as Automerge errors, for the SDK's transaction closures.
+fn am(e: builders::BuildError) -> AutomergeError {
+    match e {
+        builders::BuildError::Automerge(e) => e,
+        _ => AutomergeError::Fail,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_b_cannot_read_grid_a_and_cannot_tell_it_exists() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let app = field_app(&db).await;
+    let worker_a = device(&app, "grid-worker-a", "grid_worker", GRID_A).await;
+    let household = worker_a
+        .create(|tx| {
+            builders::init_household(
+                tx,
+                &common(GRID_A, "grid-worker-a"),
+                &HouseholdInit {
+                    address: "3-2-401".into(),
+                    residents: vec![Resident {
+                        name: "张三".into(),
+                        phone: Some("13800000000".into()),
+                        id_number: None,
+                    }],
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    worker_a.wait_synced(household, WAIT).await.unwrap();
+    assert!(app.stored_doc(household).await.is_some());
+
+    let worker_b = device(&app, "grid-worker-b", "grid_worker", GRID_B).await;
+    let known = worker_b.fetch(household, WAIT).await.unwrap_err();
+    let missing = worker_b
+        .fetch(DocumentId::random(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(known, ClientError::Unavailable(_)), "{known:?}");
+    assert!(
+        matches!(missing, ClientError::Unavailable(_)),
+        "{missing:?}"
+    );
+
+    // A supervisor of the street sees requests but not households (residents' names).
+    let supervisor = device(&app, "sup", "supervisor", "/city/street-1").await;
+    assert!(matches!(
+        supervisor.fetch(household, WAIT).await,
+        Err(ClientError::Unavailable(_))
+    ));
+    // A secretary of the community does see it.
+    let secretary = device(&app, "sec", "secretary", "/city/street-1/community-1").await;
+    secretary.fetch(household, WAIT).await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_changes_are_stored_nowhere_and_set_aside_on_the_device() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = field_app(&db).await;
+    let secretary = device(&app, "sec", "secretary", GRID_A).await;
+    let request = secretary
+        .create(|tx| {
+            builders::init_request(
+                tx,
+                &common(GRID_A, "sec"),
+                &RequestInit {
+                    origin: Origin::Visit,
+                    household: None,
+                    visit: None,
+                    category: "elevator".into(),
+                    description: "lift broken for a week".into(),
+                    device: Some("sec-phone".into()),
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    secretary.wait_synced(request, WAIT).await.unwrap();
+
+    // A volunteer cannot even see requests, so cannot change their triage.
+    let volunteer = device(&app, "vol", "volunteer", GRID_A).await;
+    assert!(matches!(
+        volunteer.fetch(request, WAIT).await,
+        Err(ClientError::Unavailable(_))
+    ));
+
+    // A supervisor may triage but may not claim to be handling it.
+    let supervisor = device(&app, "sup", "supervisor", "/city").await;
+    let mut events = supervisor.subscribe();
+    supervisor.fetch(request, WAIT).await.unwrap();
+    let stored_before = app.state.store.load(&request).await.unwrap().unwrap();
+    supervisor
+        .change(request, |tx| {
+            builders::append_request_event(
+                tx,
+                &Event {
+                    kind: EventKind::Handling,
+                    at: 1_763_000_100_000,
+                    by: "sup".into(),
+                    device: None,
+                    note: None,
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    let (change, reason) = loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ClientEvent::ChangeRejected {
+                document,
+                change,
+                reason,
+                removed,
+            } => {
+                assert_eq!(document, request);
+                assert_eq!(removed, 1);
+                break (change, reason);
+            }
+            _ => continue,
+        }
+    };
+    assert!(reason.contains("handling"), "{reason}");
+    // Stored nowhere…
+    let stored_after = app.state.store.load(&request).await.unwrap().unwrap();
+    assert_eq!(stored_before.last_seq, stored_after.last_seq);
+    // …removed from the supervisor's copy and kept aside…
+    let rejected = supervisor.rejected_changes().await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].1, change);
+    let events_now = supervisor
+        .read(request, |doc| {
+            lianxin_protocol::domain::read_events(doc).unwrap().len()
+        })
+        .unwrap();
+    assert_eq!(events_now, 1, "only the original `collected` event");
+    // …and the supervisor's allowed changes still go through.
+    supervisor
+        .change(request, |tx| {
+            builders::append_request_event(
+                tx,
+                &Event {
+                    kind: EventKind::Triaged {
+                        track: Track::Supervised,
+                        department: None,
+                    },
+                    at: 1_763_000_200_000,
+                    by: "sup".into(),
+                    device: None,
+                    note: None,
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    supervisor.wait_synced(request, WAIT).await.unwrap();
+    let stored = app.stored_doc(request).await.unwrap();
+    let flow = lianxin_protocol::domain::read_flow(&stored).unwrap();
+    assert_eq!(flow.track, Some(Track::Supervised));
+    app.stop().await;
+}
