@@ -55,6 +55,7 @@ impl Application {
             limits: settings.limits.clone(),
             server_peer: server_peer.clone(),
             allow_untyped: settings.documents.allow_untyped,
+            server_actor: automerge::ActorId::random(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });

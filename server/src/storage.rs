@@ -222,6 +222,17 @@ impl Store {
         dispatch!(self, s => s.bind_actors(actors, user, device).await)
     }
 
+    /// Records that claims of `volunteers` on order `doc` arrived with chunk `seq` (a claim
+    /// keeps its first arrival), and returns every claimant in arrival order.
+    pub async fn record_claims(
+        &self,
+        doc: &DocumentId,
+        volunteers: &[String],
+        seq: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.record_claims(doc, volunteers, seq).await)
+    }
+
     /// Number of stored documents (for tests and admin figures).
     pub async fn count_documents(&self) -> Result<i64, StorageError> {
         dispatch!(self, s => s.count_documents().await)
@@ -487,6 +498,34 @@ macro_rules! store_impl {
                     bound.push(owner);
                 }
                 Ok(bound)
+            }
+
+            pub(super) async fn record_claims(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+                volunteers: &[String],
+                seq: i64,
+            ) -> Result<Vec<String>, super::StorageError> {
+                let id = doc.to_string();
+                for volunteer in volunteers {
+                    sqlx::query(
+                        "INSERT INTO order_claims (document_id, volunteer, received_seq) \
+                         VALUES ($1, $2, $3) ON CONFLICT (document_id, volunteer) DO NOTHING",
+                    )
+                    .bind(&id)
+                    .bind(volunteer)
+                    .bind(seq)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                let order: Vec<(String,)> = sqlx::query_as(
+                    "SELECT volunteer FROM order_claims WHERE document_id = $1 \
+                     ORDER BY received_seq, volunteer",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(order.into_iter().map(|(v,)| v).collect())
             }
 
             pub(super) async fn count_documents(&self) -> Result<i64, super::StorageError> {

@@ -406,6 +406,7 @@ impl DocActor {
         // something new to hear about.
         let mut caught_up = false;
         let mut newly_stored = false;
+        let mut appended_seq = None;
         if let Some(bytes) = &effects.persist {
             let limit = self.ctx.limits.max_document_bytes;
             let size = loaded.size_bytes.max(0) as u64 + bytes.len() as u64;
@@ -445,6 +446,7 @@ impl DocActor {
                         }
                         caught_up = true;
                     }
+                    appended_seq = Some(appended.seq);
                     loaded.last_seq = appended.seq;
                     loaded.size_bytes = appended.size_bytes;
                     loaded.chunks_since_snapshot += 1;
@@ -534,10 +536,109 @@ impl DocActor {
             }
         }
 
-        if loaded.chunks_since_snapshot >= self.ctx.limits.compact_after_chunks {
+        if let (Some(outcome), Some(seq)) = (&outcome, appended_seq) {
+            self.arbitrate(outcome, seq).await;
+        }
+        let compact = self
+            .loaded
+            .as_ref()
+            .is_some_and(|l| l.chunks_since_snapshot >= self.ctx.limits.compact_after_chunks);
+        if compact {
             self.compact().await;
         }
         Ok(())
+    }
+
+    /// Order arbitration: records the arrival of new claims and, if the order is open and
+    /// unassigned, writes the winner (the first claim the server received) as the server's own
+    /// change, stored and sent to every reader. The losing volunteer's device learns it from the
+    /// document's `assignee`.
+    async fn arbitrate(&mut self, outcome: &Outcome, seq: i64) {
+        if outcome.new_claims.is_empty() && !outcome.flags.contains(&domain::Flag::ArbitrateOrder) {
+            return;
+        }
+        let received = match self
+            .ctx
+            .store
+            .record_claims(&self.id, &outcome.new_claims, seq)
+            .await
+        {
+            Ok(received) => received,
+            Err(e) => {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::error!(error = %e, "recording claims failed; arbitration waits for the next change");
+                return;
+            }
+        };
+        if !outcome.flags.contains(&domain::Flag::ArbitrateOrder) {
+            return;
+        }
+        let Some(loaded) = self.loaded.as_mut() else {
+            return;
+        };
+        let Ok(claims) = domain::read_claims(&loaded.doc) else {
+            return;
+        };
+        let Some(winner) = domain::winning_claim(&claims, &received) else {
+            return;
+        };
+        let before = loaded.doc.get_heads();
+        let mut assigned = loaded.doc.fork();
+        assigned.set_actor(self.ctx.server_actor.clone());
+        if let Err(e) =
+            assigned.transact(|tx| domain::builders::assign_order(tx, &winner.volunteer))
+        {
+            tracing::error!(error = ?e.error, "writing the assignee failed");
+            return;
+        }
+        let server = Actor::server(outcome.info.area.clone());
+        if let Err(e) = domain::check_change(&server, Some(&outcome.info), &loaded.doc, &assigned) {
+            tracing::error!(error = %e, "the server's own assignment breaks the rules");
+            return;
+        }
+        let bytes = assigned.save_after(&before);
+        match self
+            .ctx
+            .store
+            .append(&self.id, &bytes, Some("server"))
+            .await
+        {
+            Ok(appended) => {
+                if appended.seq != loaded.last_seq + 1
+                    && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await
+                {
+                    tracing::warn!(error = %e, "catching up with other writers failed");
+                }
+                loaded.doc.merge(&mut assigned).ok();
+                loaded.last_seq = appended.seq;
+                loaded.size_bytes = appended.size_bytes;
+                loaded.chunks_since_snapshot += 1;
+                tracing::info!(volunteer = %winner.volunteer, "order assigned");
+            }
+            Err(e) => {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::error!(error = %e, "storing the assignment failed; it is retried with the next claim");
+                return;
+            }
+        }
+        let doc_id = self.id;
+        for other in self.sessions.values_mut() {
+            if !loaded.readable_by(&other.peer.actor, self.ctx.allow_untyped) {
+                continue;
+            }
+            if let Some(data) = other.session.generate(&loaded.doc) {
+                push(
+                    &self.ctx,
+                    &other.peer,
+                    Message::Sync {
+                        sender_id: self.ctx.server_peer.clone(),
+                        target_id: other.peer.remote.clone(),
+                        document_id: doc_id,
+                        data,
+                    },
+                );
+            }
+        }
     }
 
     /// Writes a fresh snapshot and drops the chunks it contains.

@@ -208,3 +208,113 @@ async fn refused_changes_are_stored_nowhere_and_set_aside_on_the_device() {
     assert_eq!(flow.track, Some(Track::Supervised));
     app.stop().await;
 }
+
+/// Two volunteers claim one order while both offline, then sync in the given order.
+async fn double_claim(first_online: usize) {
+    use lianxin_protocol::domain::Claim;
+    use lianxin_protocol::domain::builders::OrderInit;
+    use lianxin_protocol::domain::order_flow::read_assignee;
+    let db = TestDb::new(Backend::Postgres).await;
+    let app = field_app(&db).await;
+    let grid = device(&app, "grid-w", "grid_worker", GRID_A).await;
+    let order = grid
+        .create(|tx| {
+            builders::init_order(
+                tx,
+                &common(GRID_A, "grid-w"),
+                &OrderInit {
+                    requester: "household-17".into(),
+                    service_kind: "accompany to hospital".into(),
+                    window_start: 1_763_100_000_000,
+                    window_end: 1_763_110_000_000,
+                    place: "3-2-401".into(),
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    grid.wait_synced(order, WAIT).await.unwrap();
+    let volunteers = [
+        device(&app, "vol-1", "volunteer", GRID_A).await,
+        device(&app, "vol-2", "volunteer", GRID_A).await,
+    ];
+    for v in &volunteers {
+        v.fetch(order, WAIT).await.unwrap();
+    }
+    // Both go offline and tap "take".
+    for (i, v) in volunteers.iter().enumerate() {
+        v.disconnect().await;
+        let me = format!("vol-{}", i + 1);
+        v.change(order, |tx| {
+            builders::append_claim(
+                tx,
+                &Claim {
+                    volunteer: me.clone(),
+                    device: Some(format!("{me}-phone")),
+                    at: 1_763_000_000_000 + i as i64,
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    }
+    // They come back one after the other.
+    let order_of_return = [first_online, 1 - first_online];
+    for &i in &order_of_return {
+        let token = app
+            .token_as(
+                &format!("vol-{}", i + 1),
+                &format!("vol-{}-phone", i + 1),
+                "volunteer",
+                GRID_A,
+            )
+            .await;
+        volunteers[i].connect(&app.ws_url(), &token).await.unwrap();
+        volunteers[i].wait_synced(order, WAIT).await.unwrap();
+    }
+    let winner = format!("vol-{}", first_online + 1);
+    // Exactly one assignee, the first claim the server received, everywhere.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen: Vec<Option<String>> = volunteers
+            .iter()
+            .chain([&grid])
+            .map(|c| c.read(order, |doc| read_assignee(doc).unwrap()).unwrap())
+            .collect();
+        if seen.iter().all(|a| a.as_deref() == Some(winner.as_str())) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "assignees: {seen:?}"
+        );
+        for c in volunteers.iter().chain([&grid]) {
+            let _ = c.wait_synced(order, Duration::from_millis(100)).await;
+        }
+    }
+    let stored = app.stored_doc(order).await.unwrap();
+    assert_eq!(
+        read_assignee(&stored).unwrap().as_deref(),
+        Some(winner.as_str())
+    );
+    // Both claims are kept: the loser's device is told by the document that it lost.
+    assert_eq!(
+        lianxin_protocol::domain::read_claims(&stored)
+            .unwrap()
+            .len(),
+        2
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_offline_claims_give_one_assignee_first_volunteer_back_wins() {
+    double_claim(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_offline_claims_give_one_assignee_in_the_other_order_too() {
+    double_claim(1).await;
+}
