@@ -974,6 +974,427 @@ fn document_id_lists_longer_than_the_limit_are_refused() {
     assert!(decode::EXPECTED_DOCUMENT_IDS.contains(&format!("at most {MAX_CHANGED_DOCS} ")));
 }
 
+/// A CBOR head of major type `major` with argument `arg`, in the shortest form.
+fn head(major: u8, arg: u64) -> Vec<u8> {
+    let major = major << 5;
+    match arg {
+        0..24 => vec![major | arg as u8],
+        24..0x100 => vec![major | 24, arg as u8],
+        0x100..0x1_0000 => [&[major | 25][..], &(arg as u16).to_be_bytes()].concat(),
+        0x1_0000..0x1_0000_0000 => [&[major | 26][..], &(arg as u32).to_be_bytes()].concat(),
+        _ => [&[major | 27][..], &arg.to_be_bytes()].concat(),
+    }
+}
+
+/// A definite-length map of already encoded keys and values.
+fn raw_map(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = head(5, entries.len() as u64);
+    for (key, value) in entries {
+        out.extend(key);
+        out.extend(value);
+    }
+    out
+}
+
+/// An indefinite-length byte (`major` 2) or text (3) string made of `chunks`.
+fn chunked(major: u8, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![(major << 5) | 31];
+    for chunk in chunks {
+        out.extend(head(major, chunk.len() as u64));
+        out.extend(*chunk);
+    }
+    out.push(0xff);
+    out
+}
+
+/// The entries of a `sync` message from `c` to `s` about [`DOC`] with data `[1]`.
+fn sync_entries() -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![
+        (text("type"), text("sync")),
+        (text("senderId"), text("c")),
+        (text("targetId"), text("s")),
+        (text("documentId"), text(DOC)),
+        (text("data"), vec![0x41, 0x01]),
+    ]
+}
+
+fn small_sync(data: Vec<u8>) -> Message {
+    Message::Sync {
+        sender_id: peer("c"),
+        target_id: peer("s"),
+        document_id: doc(),
+        data,
+    }
+}
+
+#[test]
+fn huge_declared_lengths_anywhere_are_truncated() {
+    for arg in [1 << 63, u64::MAX] {
+        for (what, item) in [
+            ("array", head(4, arg)),
+            ("map", head(5, arg)),
+            ("byte string", head(2, arg)),
+            ("text string", head(3, arg)),
+            ("byte chunk", [vec![0x5f], head(2, arg)].concat()),
+            ("text chunk", [vec![0x7f], head(3, arg)].concat()),
+            (
+                "tagged byte string",
+                [vec![0xd8, 64], head(2, arg)].concat(),
+            ),
+        ] {
+            let frame = [item.clone(), vec![0; 4]].concat();
+            assert_eq!(
+                Message::decode(&frame),
+                Err(DecodeError::Truncated),
+                "{what} as the frame"
+            );
+            // Under a key the decoder skips and under keys it reads, with the rest of a valid
+            // message after it.
+            for key in ["somethingNew", "type", "senderId", "data", "documentIds"] {
+                let mut entries = sync_entries();
+                entries.insert(1, (text(key), item.clone()));
+                assert_eq!(
+                    Message::decode(&raw_map(&entries)),
+                    Err(DecodeError::Truncated),
+                    "{what} under {key}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn indefinite_lengths_and_chunked_strings_read_like_definite_ones() {
+    // An indefinite-length map with keys, IDs and data in chunks. One chunk of the data is
+    // itself chunked, which is not standard CBOR but which ciborium accepted, so we still do.
+    let doc_text = DOC.as_bytes();
+    let mut b = vec![0xbf];
+    b.extend(text("type"));
+    b.extend(chunked(3, &[b"sy", b"", b"nc"]));
+    b.extend(chunked(3, &[b"sender", b"Id"]));
+    b.extend(text("client-1"));
+    b.extend(text("targetId"));
+    b.extend(chunked(3, &[b"server"]));
+    b.extend(text("documentId"));
+    b.extend(chunked(3, &[&doc_text[..5], &doc_text[5..]]));
+    b.extend(text("data"));
+    b.extend([0x5f, 0x42, 1, 2, 0x5f, 0x41, 3, 0xff, 0x40, 0xff]);
+    b.push(0xff);
+    assert_eq!(
+        Message::decode(&b),
+        Ok(Message::Sync {
+            sender_id: peer("client-1"),
+            target_id: peer("server"),
+            document_id: doc(),
+            data: vec![1, 2, 3],
+        })
+    );
+
+    // Indefinite-length arrays and nested maps.
+    let meta = [
+        vec![0xbf],
+        text("lianxinExtensions"),
+        vec![0x9f],
+        chunked(3, &[b"lianxin/", b"changed-docs/1"]),
+        vec![0xff],
+        text("isEphemeral"),
+        vec![0xf5],
+        vec![0xff],
+    ]
+    .concat();
+    let join = raw_map(&[
+        (text("type"), text("join")),
+        (text("senderId"), text("c")),
+        (
+            text("supportedProtocolVersions"),
+            [vec![0x9f], text("1"), chunked(3, &[b"2"]), vec![0xff]].concat(),
+        ),
+        (text("peerMetadata"), meta),
+    ]);
+    assert_eq!(
+        Message::decode(&join),
+        Ok(Message::Join {
+            sender_id: peer("c"),
+            supported_protocol_versions: vec!["1".into(), "2".into()],
+            peer_metadata: Some(PeerMetadata {
+                storage_id: None,
+                is_ephemeral: true,
+                extensions: vec![EXT_CHANGED_DOCS.into()],
+            }),
+        })
+    );
+
+    let mut b = changed_docs_prefix();
+    b.extend([vec![0x9f], text(DOC), text(DOC), vec![0xff]].concat());
+    assert_eq!(
+        Message::decode(&b),
+        Ok(Message::ChangedDocs {
+            sender_id: peer("s"),
+            target_id: peer("c"),
+            document_ids: vec![doc(), doc()],
+        })
+    );
+}
+
+#[test]
+fn values_under_unknown_keys_are_skipped_whatever_they_hold() {
+    let others: Vec<Vec<u8>> = vec![
+        // Nested as deep as allowed: the message map is one level of MAX_DEPTH.
+        [vec![0x81; MAX_DEPTH - 1], vec![0x00]].concat(),
+        [[0xa1, 0x00].repeat(MAX_DEPTH - 1), vec![0x00]].concat(),
+        [vec![0xc6; MAX_DEPTH - 1], vec![0x00]].concat(),
+        // Bignums (tags 2 and 3 around at most 16 bytes) are numbers, not levels.
+        [vec![0x81; MAX_DEPTH - 1], vec![0xc2, 0x41, 0x01]].concat(),
+        vec![
+            0xc3, 0x50, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        // Every kind of scalar, in every width.
+        [
+            &[0x9f, 0x1b, 0, 0, 0, 0, 0, 0, 0, 1][..],
+            &[0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[
+                0xf9, 0x7e, 0x00, 0xfa, 0, 0, 0, 0, 0xf8, 0x14, 0xf8, 0x17, 0xff,
+            ],
+        ]
+        .concat(),
+        chunked(2, &[b"ab", b"", b"c"]),
+        chunked(3, &["é".as_bytes(), "𝄞".as_bytes()]),
+        // An indefinite-length map with non-text keys.
+        vec![0xbf, 0x00, 0x01, 0x40, 0xf6, 0x80, 0xa0, 0xff],
+    ];
+    for other in others {
+        let mut entries = sync_entries();
+        entries.insert(2, (text("other"), other.clone()));
+        assert_eq!(
+            Message::decode(&raw_map(&entries)),
+            Ok(small_sync(vec![1])),
+            "{other:02x?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_cbor_anywhere_is_reported_before_anything_about_the_fields() {
+    // An unknown type and an invalid sender come first, then the problem.
+    let entries = vec![(text("type"), text("gossip")), (text("senderId"), text(""))];
+    let malformed = DecodeError::Malformed(String::new());
+    let too_deep: Vec<u8> = [vec![0x81; MAX_DEPTH], vec![0x00]].concat();
+    let cases: Vec<(&str, Vec<u8>, DecodeError)> = vec![
+        ("bad UTF-8", vec![0x62, 0xc3, 0x28], malformed.clone()),
+        (
+            "bad UTF-8 in a chunk",
+            chunked(3, &[b"a", &[0xc3]]),
+            malformed.clone(),
+        ),
+        (
+            "an unassigned simple value",
+            vec![0xf8, 0x10],
+            malformed.clone(),
+        ),
+        ("a reserved length encoding", vec![0x1c], malformed.clone()),
+        (
+            "an indefinite-length integer",
+            vec![0x1f],
+            malformed.clone(),
+        ),
+        (
+            "a text chunk in a byte string",
+            vec![0x5f, 0x61, b'a', 0xff],
+            malformed.clone(),
+        ),
+        ("a stray break", vec![0xff], malformed.clone()),
+        (
+            "a break where a value belongs",
+            vec![0xbf, 0x00, 0xff],
+            malformed.clone(),
+        ),
+        (
+            "a negative bignum beyond 128 bits",
+            [vec![0xc3, 0x50], vec![0xff; 16]].concat(),
+            malformed.clone(),
+        ),
+        ("nesting beyond the limit", too_deep, DecodeError::TooDeep),
+        (
+            "a missing array item",
+            vec![0x82, 0x00],
+            DecodeError::Truncated,
+        ),
+        // The tagged item is read before the tag counts as a level, as ciborium did.
+        (
+            "a tag at the limit, then nothing",
+            vec![0xc6; MAX_DEPTH],
+            DecodeError::Truncated,
+        ),
+    ];
+    for (what, problem, expected) in cases {
+        let mut with_problem = entries.clone();
+        with_problem.push((text("later"), problem));
+        let result = Message::decode(&raw_map(&with_problem));
+        match (&result, &expected) {
+            (Err(DecodeError::Malformed(_)), DecodeError::Malformed(_)) => {}
+            _ => assert_eq!(result, Err(expected), "{what}"),
+        }
+    }
+    let mut trailing = raw_map(&entries);
+    trailing.push(0x00);
+    assert_eq!(
+        Message::decode(&trailing),
+        Err(DecodeError::TrailingBytes { count: 1 })
+    );
+}
+
+#[test]
+fn bad_utf8_in_a_long_text_is_found_in_the_first_4_kib_even_when_the_frame_is_cut_short() {
+    // ciborium checked long text 4 KiB at a time; the decoder reports the same errors, so a
+    // text claiming 10 000 bytes but cut off at 5 000 is malformed if its first 4 KiB are bad,
+    // and truncated if they are fine.
+    for (bad_at, expected) in [(10, "malformed"), (4_500, "truncated")] {
+        let mut content = vec![b'x'; 5_000];
+        content[bad_at] = 0xff;
+        let mut entries = sync_entries();
+        entries.push((text("other"), [head(3, 10_000), content].concat()));
+        let result = Message::decode(&raw_map(&entries));
+        let got = match result {
+            Err(DecodeError::Malformed(_)) => "malformed",
+            Err(DecodeError::Truncated) => "truncated",
+            _ => "something else",
+        };
+        assert_eq!(got, expected, "bad byte at {bad_at}");
+    }
+}
+
+#[test]
+fn counts_may_use_any_cbor_encoding_of_a_safe_whole_number() {
+    let ephemeral = |count: Vec<u8>| {
+        Message::decode(&raw_map(&[
+            (text("type"), text("ephemeral")),
+            (text("senderId"), text("c")),
+            (text("targetId"), text("s")),
+            (text("documentId"), text(DOC)),
+            (text("sessionId"), text("x")),
+            (text("count"), count),
+            (text("data"), vec![0x40]),
+        ]))
+        .map(|message| match message {
+            Message::Ephemeral { count, .. } => count,
+            other => panic!("decoded as {other:?}"),
+        })
+    };
+    let max_safe = (1u64 << 53) - 1;
+    let accepted: Vec<(Vec<u8>, u64)> = vec![
+        (vec![0x18, 0x05], 5), // a needlessly long encoding
+        (vec![0x1b, 0, 0, 0, 0, 0, 0, 0, 7], 7),
+        (vec![0xf9, 0x42, 0x00], 3),                   // float16 3.0
+        (vec![0xfa, 0x4f, 0x80, 0x00, 0x00], 1 << 32), // float32 2^32
+        (
+            [vec![0xfb], (max_safe as f64).to_be_bytes().to_vec()].concat(),
+            max_safe,
+        ),
+        (vec![0xc2, 0x42, 0x01, 0x00], 256), // a bignum, which ciborium read as an integer
+        ([vec![0xc2, 0x50], vec![0; 15], vec![9]].concat(), 9),
+    ];
+    for (bytes, expected) in accepted {
+        assert_eq!(ephemeral(bytes.clone()), Ok(expected), "{bytes:02x?}");
+    }
+    let refused: Vec<Vec<u8>> = vec![
+        vec![0x20], // -1
+        [vec![0x1b], (max_safe + 1).to_be_bytes().to_vec()].concat(),
+        vec![0xc2, 0x47, 0x20, 0, 0, 0, 0, 0, 0], // 2^53 as a bignum
+        [vec![0xc2, 0x51], vec![0; 16], vec![1]].concat(), // a bignum of 17 bytes is not a number
+        vec![0xc3, 0x41, 0x00],                   // -1 as a bignum
+        vec![0xc6, 0x05],                         // another tag around 5
+        vec![0xf9, 0x7e, 0x00],                   // NaN
+        vec![0xf9, 0x3e, 0x00],                   // 1.5
+        text("5"),
+    ];
+    for bytes in refused {
+        assert_eq!(
+            ephemeral(bytes.clone()),
+            Err(DecodeError::InvalidField {
+                field: "count",
+                expected: "a whole number from 0 to 2^53 - 1"
+            }),
+            "{bytes:02x?}"
+        );
+    }
+}
+
+#[test]
+fn half_precision_floats_are_read_exactly_as_ciborium_reads_them() {
+    for bits in 0..=u16::MAX {
+        let [high, low] = bits.to_be_bytes();
+        let value: ciborium::Value = ciborium::from_reader(&[0xf9, high, low][..]).unwrap();
+        let ciborium::Value::Float(expected) = value else {
+            panic!("{bits:#06x} read as {value:?}");
+        };
+        let got = decode::f16_to_f64(bits);
+        assert!(
+            got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+            "{bits:#06x}: {got} instead of {expected}"
+        );
+    }
+}
+
+#[test]
+fn both_encodings_of_simple_values_are_read() {
+    // `0xf8 n` is a longer encoding of the simple values below 24; ciborium read it as the same
+    // value.
+    let meta = raw_map(&[
+        (text("storageId"), vec![0xf8, 0x17]),
+        (text("isEphemeral"), vec![0xf8, 0x15]),
+    ]);
+    let join = raw_map(&[
+        (text("type"), text("join")),
+        (text("senderId"), text("c")),
+        (text("peerMetadata"), meta),
+        (text("supportedProtocolVersions"), vec![0xf8, 0x16]),
+    ]);
+    assert_eq!(
+        Message::decode(&join),
+        Ok(Message::Join {
+            sender_id: peer("c"),
+            supported_protocol_versions: vec!["1".into()],
+            peer_metadata: Some(PeerMetadata {
+                storage_id: None,
+                is_ephemeral: true,
+                extensions: vec![],
+            }),
+        })
+    );
+}
+
+#[test]
+fn the_last_of_duplicate_keys_counts() {
+    let with = |extra: Vec<(Vec<u8>, Vec<u8>)>| {
+        let mut entries = sync_entries();
+        entries.extend(extra);
+        Message::decode(&raw_map(&entries))
+    };
+    assert_eq!(
+        with(vec![(text("data"), vec![0x42, 9, 9])]),
+        Ok(small_sync(vec![9, 9]))
+    );
+    // A key in chunks is the same key.
+    assert_eq!(
+        with(vec![(chunked(3, &[b"da", b"ta"]), vec![0x41, 8])]),
+        Ok(small_sync(vec![8]))
+    );
+    // Null or undefined last means absent, whatever came before.
+    assert_eq!(
+        with(vec![(text("senderId"), vec![0xf6])]),
+        Err(DecodeError::MissingField { field: "senderId" })
+    );
+    // A tagged text key, a byte string key and a longer key are other keys.
+    assert_eq!(
+        with(vec![
+            ([vec![0xc6], text("data")].concat(), vec![0x41, 7]),
+            ([vec![0x44], b"data".to_vec()].concat(), vec![0x41, 7]),
+            (text(&format!("data{}", " ".repeat(40))), vec![0x41, 7]),
+        ]),
+        Ok(small_sync(vec![1]))
+    );
+}
+
 fn arb_peer_id() -> impl Strategy<Value = PeerId> + Clone {
     "[a-zA-Z0-9_ -]{1,40}".prop_map(|s| PeerId::new(s).unwrap())
 }
@@ -1303,5 +1724,120 @@ proptest! {
         if let Ok(id) = s.parse::<DocumentId>() {
             prop_assert_eq!(id.to_string(), s);
         }
+    }
+}
+
+/// What ciborium's parser makes of `bytes` as one CBOR item: `None` if it reads them to the end,
+/// else the error [`Message::decode`] must give too. The decoder reads CBOR itself but accepts
+/// exactly what ciborium accepts, so that no frame a peer could send before is refused now.
+fn ciborium_verdict(bytes: &[u8]) -> Option<DecodeError> {
+    let mut rest = bytes;
+    let parsed =
+        ciborium::de::from_reader_with_recursion_limit::<ciborium::Value, _>(&mut rest, MAX_DEPTH);
+    match parsed {
+        Ok(_) if rest.is_empty() => None,
+        Ok(_) => Some(DecodeError::TrailingBytes { count: rest.len() }),
+        Err(ciborium::de::Error::Io(_)) => Some(DecodeError::Truncated),
+        Err(ciborium::de::Error::RecursionLimitExceeded) => Some(DecodeError::TooDeep),
+        Err(_) => Some(DecodeError::Malformed(String::new())),
+    }
+}
+
+/// The part of a decoding result that is about the CBOR rather than the message, with the
+/// wording of `Malformed` left out.
+fn cbor_error(result: &Result<Message, DecodeError>) -> Option<DecodeError> {
+    match result {
+        Err(DecodeError::Malformed(_)) => Some(DecodeError::Malformed(String::new())),
+        Err(
+            e @ (DecodeError::Truncated | DecodeError::TooDeep | DecodeError::TrailingBytes { .. }),
+        ) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+/// Short runs of CBOR pieces chosen to meet every rule of the parser: indefinite lengths and
+/// breaks, chunked strings, bad UTF-8, bignums, tags, both encodings of simple values, reserved
+/// encodings, huge lengths, and keys messages use.
+fn arb_cbor_pieces() -> impl Strategy<Value = Vec<u8>> {
+    const PIECES: &[&[u8]] = &[
+        &[0xa1],
+        &[0xa2],
+        &[0xb9, 0x00, 0x02],
+        &[0xbf],
+        &[0x81],
+        &[0x82],
+        &[0x9f],
+        &[0xff],
+        &[0x5f],
+        &[0x7f],
+        &[0x40],
+        &[0x42, 0x01, 0x02],
+        &[0x60],
+        &[0x61, b'a'],
+        &[0x62, 0xc3, 0xa9],
+        &[0x61, 0xc3],
+        &[0x61, 0xa9],
+        &[0x61, 0xff],
+        &[0xc2],
+        &[0xc3],
+        &[0xc2, 0x41, 0x01],
+        &[
+            0xc3, 0x50, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        &[0xc6],
+        &[0xd8, 0x40],
+        &[0x00],
+        &[0x17],
+        &[0x18, 0x18],
+        &[0x20],
+        &[0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0xf4],
+        &[0xf6],
+        &[0xf7],
+        &[0xf8, 0x14],
+        &[0xf8, 0x17],
+        &[0xf8, 0x10],
+        &[0xe0],
+        &[0xf9, 0x3c, 0x00],
+        &[0xfa, 0x4f, 0x80, 0x00, 0x00],
+        &[0xfb, 0x41, 0xf2, 0xa0, 0x5f, 0x20, 0, 0, 0],
+        &[0x1c],
+        &[0x1f],
+        &[0x3f],
+        &[0xdf],
+        &[0x9b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0x64, b't', b'y', b'p', b'e'],
+        &[0x64, b's', b'y', b'n', b'c'],
+        &[0x64, b'd', b'a', b't', b'a'],
+        &[0x68, b's', b'e', b'n', b'd', b'e', b'r', b'I', b'd'],
+    ];
+    proptest::collection::vec(prop::sample::select(PIECES), 0..40)
+        .prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn cbor_errors_match_ciborium_on_cbor_pieces(bytes in arb_cbor_pieces()) {
+        prop_assert_eq!(cbor_error(&Message::decode(&bytes)), ciborium_verdict(&bytes));
+    }
+
+    #[test]
+    fn cbor_errors_match_ciborium_on_random_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512)
+    ) {
+        prop_assert_eq!(cbor_error(&Message::decode(&bytes)), ciborium_verdict(&bytes));
+    }
+
+    #[test]
+    fn cbor_errors_match_ciborium_on_mutated_messages(bytes in arb_mutated_encoding()) {
+        prop_assert_eq!(cbor_error(&Message::decode(&bytes)), ciborium_verdict(&bytes));
+    }
+
+    #[test]
+    fn cbor_errors_match_ciborium_on_random_fields(bytes in arb_message_shaped()) {
+        prop_assert_eq!(cbor_error(&Message::decode(&bytes)), ciborium_verdict(&bytes));
     }
 }
