@@ -109,6 +109,7 @@ macro_rules! dispatch {
         }
     };
 }
+use dispatch;
 
 impl Store {
     /// Connects to `url` (`postgres://…` or `sqlite:…`). Does not run migrations.

@@ -495,26 +495,8 @@ impl DocActor {
 
         // …and everyone else who has the document open.
         if effects.heads_changed {
-            for (conn, other) in self.sessions.iter_mut() {
-                if *conn == peer.conn && !caught_up {
-                    continue;
-                }
-                if !loaded.readable_by(&other.peer.actor, self.ctx.allow_untyped) {
-                    continue;
-                }
-                if let Some(data) = other.session.generate(&loaded.doc) {
-                    push(
-                        &self.ctx,
-                        &other.peer,
-                        Message::Sync {
-                            sender_id: self.ctx.server_peer.clone(),
-                            target_id: other.peer.remote.clone(),
-                            document_id: doc_id,
-                            data,
-                        },
-                    );
-                }
-            }
+            let except = (!caught_up).then_some(peer.conn);
+            fan_out(&self.ctx, &doc_id, loaded, &mut self.sessions, except);
         }
 
         // Devices that hold the document without having it open hear that it changed.
@@ -621,24 +603,7 @@ impl DocActor {
                 return;
             }
         }
-        let doc_id = self.id;
-        for other in self.sessions.values_mut() {
-            if !loaded.readable_by(&other.peer.actor, self.ctx.allow_untyped) {
-                continue;
-            }
-            if let Some(data) = other.session.generate(&loaded.doc) {
-                push(
-                    &self.ctx,
-                    &other.peer,
-                    Message::Sync {
-                        sender_id: self.ctx.server_peer.clone(),
-                        target_id: other.peer.remote.clone(),
-                        document_id: doc_id,
-                        data,
-                    },
-                );
-            }
-        }
+        fan_out(&self.ctx, &self.id, loaded, &mut self.sessions, None);
     }
 
     /// Writes a fresh snapshot and drops the chunks it contains.
@@ -698,6 +663,33 @@ impl DocActor {
 
     fn push(&self, peer: &Peer, message: Message) {
         push(&self.ctx, peer, message);
+    }
+}
+
+/// Sends every session that may read the document (but `except`) what it now lacks.
+fn fan_out(
+    ctx: &DocContext,
+    doc_id: &DocumentId,
+    loaded: &Loaded,
+    sessions: &mut HashMap<ConnId, SessionSlot>,
+    except: Option<ConnId>,
+) {
+    for (conn, other) in sessions.iter_mut() {
+        if Some(*conn) == except || !loaded.readable_by(&other.peer.actor, ctx.allow_untyped) {
+            continue;
+        }
+        if let Some(data) = other.session.generate(&loaded.doc) {
+            push(
+                ctx,
+                &other.peer,
+                Message::Sync {
+                    sender_id: ctx.server_peer.clone(),
+                    target_id: other.peer.remote.clone(),
+                    document_id: *doc_id,
+                    data,
+                },
+            );
+        }
     }
 }
 

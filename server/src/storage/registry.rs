@@ -266,79 +266,49 @@ impl Store {
         {
             return Err(RegistryError::Missing(format!("parent area {parent}")));
         }
-        match self {
-            Store::Postgres(s) => s.create_area(area).await,
-            Store::Sqlite(s) => s.create_area(area).await,
-        }
+        super::dispatch!(self, s => s.create_area(area).await)
     }
 
     /// Areas at or below `within` (`/` for all).
     pub async fn list_areas(&self, within: &str) -> Result<Vec<Area>, StorageError> {
-        match self {
-            Store::Postgres(s) => s.list_areas(within).await,
-            Store::Sqlite(s) => s.list_areas(within).await,
-        }
+        super::dispatch!(self, s => s.list_areas(within).await)
     }
 
     /// Adds a user in an existing area.
     pub async fn create_user(&self, user: &User) -> Result<(), RegistryError> {
-        match self {
-            Store::Postgres(s) => s.create_user(user).await,
-            Store::Sqlite(s) => s.create_user(user).await,
-        }
+        super::dispatch!(self, s => s.create_user(user).await)
     }
 
     /// Users whose area is at or below `within`.
     pub async fn list_users(&self, within: &str) -> Result<Vec<User>, StorageError> {
-        match self {
-            Store::Postgres(s) => s.list_users(within).await,
-            Store::Sqlite(s) => s.list_users(within).await,
-        }
+        super::dispatch!(self, s => s.list_users(within).await)
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<User>, StorageError> {
-        match self {
-            Store::Postgres(s) => s.get_user(id).await,
-            Store::Sqlite(s) => s.get_user(id).await,
-        }
+        super::dispatch!(self, s => s.get_user(id).await)
     }
 
     /// Binds a new device to an existing user.
     pub async fn create_device(&self, device: &Device) -> Result<(), RegistryError> {
-        match self {
-            Store::Postgres(s) => s.create_device(device).await,
-            Store::Sqlite(s) => s.create_device(device).await,
-        }
+        super::dispatch!(self, s => s.create_device(device).await)
     }
 
     /// Devices of users whose area is at or below `within`.
     pub async fn list_devices(&self, within: &str) -> Result<Vec<Device>, StorageError> {
-        match self {
-            Store::Postgres(s) => s.list_devices(within).await,
-            Store::Sqlite(s) => s.list_devices(within).await,
-        }
+        super::dispatch!(self, s => s.list_devices(within).await)
     }
 
     pub async fn get_device(&self, id: &str) -> Result<Option<Device>, StorageError> {
-        match self {
-            Store::Postgres(s) => s.get_device(id).await,
-            Store::Sqlite(s) => s.get_device(id).await,
-        }
+        super::dispatch!(self, s => s.get_device(id).await)
     }
 
     /// Revokes a user (all their devices with them). Returns whether the user existed.
     pub async fn revoke_user(&self, id: &str) -> Result<bool, StorageError> {
-        match self {
-            Store::Postgres(s) => s.revoke(true, id).await,
-            Store::Sqlite(s) => s.revoke(true, id).await,
-        }
+        super::dispatch!(self, s => s.revoke(true, id).await)
     }
 
     /// Revokes a device. Returns whether it existed.
     pub async fn revoke_device(&self, id: &str) -> Result<bool, StorageError> {
-        match self {
-            Store::Postgres(s) => s.revoke(false, id).await,
-            Store::Sqlite(s) => s.revoke(false, id).await,
-        }
+        super::dispatch!(self, s => s.revoke(false, id).await)
     }
 }
