@@ -47,4 +47,8 @@ pub enum ClientError {
     Timeout(&'static str),
     #[error("automerge: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+    #[error("{0}")]
+    Build(#[from] lianxin_protocol::domain::builders::BuildError),
+    #[error("document {0} is not a well-formed field document: {1}")]
+    Schema(DocumentId, lianxin_protocol::domain::SchemaError),
 }

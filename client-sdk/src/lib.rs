@@ -27,6 +27,7 @@
 //! - `connection`: one websocket connection: handshake, catch-up, applying and sending.
 //! - [`event`][]: [`ClientEvent`] and [`SyncStatus`] for the app.
 //! - [`cli`][]: the `lianxin` command line, one device over a store file.
+//! - [`workflows`][]: the typed field operations (visits, requests, orders, station logs).
 //! - [`error`][]: [`ClientError`], [`StoreError`].
 //!
 //! The protocol itself (messages, sync sessions) is `lianxin-protocol`'s; this crate adds IO.
@@ -41,9 +42,11 @@ pub mod error;
 pub mod event;
 pub mod store;
 mod sync;
+pub mod workflows;
 
 pub use client::{Client, ClientConfig, ClientStats};
 pub use error::{ClientError, StoreError};
 pub use event::{ClientEvent, Origin, SyncState, SyncStatus};
 pub use lianxin_protocol::DocumentId;
 pub use store::Store;
+pub use workflows::{Author, OrderOutcome, Workflows};

@@ -318,3 +318,122 @@ async fn two_offline_claims_give_one_assignee_first_volunteer_back_wins() {
 async fn two_offline_claims_give_one_assignee_in_the_other_order_too() {
     double_claim(1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_walks_its_loop_from_two_devices_and_agrees_everywhere() {
+    use lianxin_client::Author;
+    use lianxin_protocol::domain::{Satisfaction, Status};
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = field_app(&db).await;
+    let area = AreaPath::new(GRID_A).unwrap();
+    let author = |user: &str| Author {
+        user: user.into(),
+        device: format!("{user}-phone"),
+        area: area.clone(),
+    };
+    let sec = device(&app, "sec", "secretary", GRID_A).await;
+    let grid = device(&app, "grid", "grid_worker", GRID_A).await;
+    let sec_flow = sec.workflows(author("sec"));
+    let grid_flow = grid.workflows(author("grid"));
+
+    let request = sec_flow
+        .raise_request(
+            &area,
+            &RequestInit {
+                origin: Origin::Visit,
+                household: None,
+                visit: None,
+                category: "lighting".into(),
+                description: "stairwell light broken".into(),
+                device: None,
+            },
+        )
+        .await
+        .unwrap();
+    sec.wait_synced(request, WAIT).await.unwrap();
+    grid.fetch(request, WAIT).await.unwrap();
+
+    // Offline, concurrently: the secretary triages, the grid worker starts handling.
+    sec.disconnect().await;
+    grid.disconnect().await;
+    sec_flow
+        .triage(request, Track::Immediate, None)
+        .await
+        .unwrap();
+    grid_flow
+        .add_request_event(request, EventKind::Handling, Some("bought a bulb".into()))
+        .await
+        .unwrap();
+    for (client, user) in [(&sec, "sec"), (&grid, "grid")] {
+        let token = app
+            .token_as(
+                user,
+                &format!("{user}-phone"),
+                if user == "sec" {
+                    "secretary"
+                } else {
+                    "grid_worker"
+                },
+                GRID_A,
+            )
+            .await;
+        client.connect(&app.ws_url(), &token).await.unwrap();
+    }
+    let agree = async || {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            for c in [&sec, &grid] {
+                let _ = c.wait_synced(request, Duration::from_millis(100)).await;
+            }
+            let a = sec_flow.request_flow(request).unwrap();
+            let b = grid_flow.request_flow(request).unwrap();
+            let stored = app.stored_doc(request).await.unwrap();
+            let s = lianxin_protocol::domain::read_flow(&stored).unwrap();
+            if a == b && b == s {
+                return a;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "flows differ: {a:?} {b:?} {s:?}"
+            );
+        }
+    };
+    let merged = agree().await;
+    assert!(
+        matches!(merged.status, Status::Triaged | Status::Handling),
+        "{merged:?}"
+    );
+    assert_eq!(merged.track, Some(Track::Immediate));
+
+    // The rest of the loop, each step by whoever is at hand.
+    grid_flow
+        .add_request_event(request, EventKind::Resolved, None)
+        .await
+        .unwrap();
+    grid.wait_synced(request, WAIT).await.unwrap();
+    agree().await;
+    sec_flow
+        .add_request_event(
+            request,
+            EventKind::CalledBack {
+                satisfaction: Satisfaction::Satisfied,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    sec.wait_synced(request, WAIT).await.unwrap();
+    agree().await;
+    sec_flow
+        .add_request_event(request, EventKind::Closed, None)
+        .await
+        .unwrap();
+    sec.wait_synced(request, WAIT).await.unwrap();
+    let done = agree().await;
+    assert_eq!(done.status, Status::Closed, "{done:?}");
+    assert_eq!(
+        sec_flow.list(lianxin_protocol::domain::Kind::Request, &area),
+        vec![request]
+    );
+    app.stop().await;
+}
