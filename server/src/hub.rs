@@ -65,6 +65,8 @@ pub struct DocContext {
     pub server_peer: PeerId,
     /// Whether documents without a `kind` are accepted (see `DocumentSettings`).
     pub allow_untyped: bool,
+    /// Configuration of the field rules (listening days).
+    pub rules: lianxin_protocol::domain::CheckConfig,
     /// The Automerge actor of the changes this process writes itself (order assignments).
     pub server_actor: automerge::ActorId,
     pub shutdown: CancellationToken,

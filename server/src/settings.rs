@@ -33,14 +33,26 @@ pub struct Settings {
     pub documents: DocumentSettings,
 }
 
+impl Default for DocumentSettings {
+    fn default() -> Self {
+        Self {
+            allow_untyped: false,
+            listening_days: lianxin_protocol::domain::ListeningDays::default().days,
+        }
+    }
+}
+
 /// What documents the server accepts.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct DocumentSettings {
     /// Also accept documents that declare no `kind`, readable and writable by every registered
     /// device (a plain sync server). Off for field deployments: every document is then one of
     /// the field's kinds, checked against its schema, the area tree and the author's role.
     pub allow_untyped: bool,
+    /// Days of the month that are listening days; visits on other days are accepted but
+    /// flagged.
+    pub listening_days: Vec<u8>,
 }
 
 impl Default for Settings {

@@ -234,6 +234,26 @@ impl Store {
         dispatch!(self, s => s.record_claims(doc, volunteers, seq).await)
     }
 
+    /// Records what the field rules noticed about the change stored as chunk `seq`:
+    /// (flag, detail) pairs, by `user`.
+    pub async fn record_flags(
+        &self,
+        doc: &DocumentId,
+        seq: i64,
+        user: &str,
+        flags: &[(String, String)],
+    ) -> Result<(), StorageError> {
+        dispatch!(self, s => s.record_flags(doc, seq, user, flags).await)
+    }
+
+    /// Flags recorded for a document: (flag, detail), oldest first.
+    pub async fn document_flags(
+        &self,
+        doc: &DocumentId,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        dispatch!(self, s => s.document_flags(doc).await)
+    }
+
     /// Number of stored documents (for tests and admin figures).
     pub async fn count_documents(&self) -> Result<i64, StorageError> {
         dispatch!(self, s => s.count_documents().await)
@@ -527,6 +547,43 @@ macro_rules! store_impl {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(order.into_iter().map(|(v,)| v).collect())
+            }
+
+            pub(super) async fn record_flags(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+                seq: i64,
+                user: &str,
+                flags: &[(String, String)],
+            ) -> Result<(), super::StorageError> {
+                for (flag, detail) in flags {
+                    sqlx::query(
+                        "INSERT INTO document_flags (document_id, seq, flag, detail, user_id) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(doc.to_string())
+                    .bind(seq)
+                    .bind(flag)
+                    .bind(detail)
+                    .bind(user)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            pub(super) async fn document_flags(
+                &self,
+                doc: &lianxin_protocol::DocumentId,
+            ) -> Result<Vec<(String, String)>, super::StorageError> {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT flag, detail FROM document_flags WHERE document_id = $1 \
+                     ORDER BY seq, flag",
+                )
+                .bind(doc.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
             }
 
             pub(super) async fn count_documents(&self) -> Result<i64, super::StorageError> {

@@ -519,6 +519,7 @@ impl DocActor {
         }
 
         if let (Some(outcome), Some(seq)) = (&outcome, appended_seq) {
+            self.record_flags(outcome, seq, &peer.user.id).await;
             self.arbitrate(outcome, seq).await;
         }
         let compact = self
@@ -529,6 +530,36 @@ impl DocActor {
             self.compact().await;
         }
         Ok(())
+    }
+
+    /// Records what the rules noticed without refusing (visits off listening days, ignored
+    /// timeline events), for supervisors and audits.
+    async fn record_flags(&self, outcome: &Outcome, seq: i64, user: &str) {
+        let flags: Vec<(String, String)> = outcome
+            .flags
+            .iter()
+            .filter_map(|flag| match flag {
+                domain::Flag::OffListeningDay { date } => {
+                    Some(("off_listening_day".to_owned(), date.to_string()))
+                }
+                domain::Flag::IgnoredEvents { indices } => {
+                    Some(("ignored_events".to_owned(), format!("{indices:?}")))
+                }
+                domain::Flag::ArbitrateOrder => None,
+            })
+            .collect();
+        if flags.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .ctx
+            .store
+            .record_flags(&self.id, seq, user, &flags)
+            .await
+        {
+            self.ctx.metrics.storage_errors.inc();
+            tracing::warn!(error = %e, "recording flags failed");
+        }
     }
 
     /// Order arbitration: records the arrival of new claims and, if the order is open and
@@ -797,7 +828,8 @@ fn check_field_rules(
         None
     };
     let empty = Automerge::new();
-    match domain::check_change(
+    match domain::check_change_with(
+        &ctx.rules,
         &peer.actor,
         loaded.info.as_ref(),
         before.unwrap_or(&empty),

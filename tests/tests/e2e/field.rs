@@ -437,3 +437,56 @@ async fn a_request_walks_its_loop_from_two_devices_and_agrees_everywhere() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visits_off_listening_days_are_accepted_but_flagged() {
+    use lianxin_client::Author;
+    use lianxin_protocol::domain::LocalDate;
+    use lianxin_protocol::domain::builders::VisitInit;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = field_app(&db).await;
+    let area = AreaPath::new(GRID_A).unwrap();
+    let sec = device(&app, "sec", "secretary", GRID_A).await;
+    let flow = sec.workflows(Author {
+        user: "sec".into(),
+        device: "sec-phone".into(),
+        area: area.clone(),
+    });
+    let visit = |date: LocalDate| VisitInit {
+        household: "household-1".into(),
+        date,
+        visitors: vec!["sec".into()],
+        heard: "needs a ramp".into(),
+        people_received: 2,
+        requests: vec![],
+    };
+    let on_day = flow
+        .record_visit(&area, &visit(LocalDate::new(2026, 11, 25).unwrap()))
+        .await
+        .unwrap();
+    let off_day = flow
+        .record_visit(&area, &visit(LocalDate::new(2026, 11, 23).unwrap()))
+        .await
+        .unwrap();
+    sec.wait_synced(on_day, WAIT).await.unwrap();
+    sec.wait_synced(off_day, WAIT).await.unwrap();
+    assert!(app.stored_doc(off_day).await.is_some(), "accepted");
+    assert!(
+        app.state
+            .store
+            .document_flags(&on_day)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.state.store.document_flags(&off_day).await.unwrap(),
+        vec![("off_listening_day".to_string(), "2026-11-23".to_string())]
+    );
+    assert_eq!(
+        flow.list(lianxin_protocol::domain::Kind::Visit, &area)
+            .len(),
+        2
+    );
+    app.stop().await;
+}
