@@ -54,6 +54,31 @@ fn system_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Adapts a builder to the SDK's transaction closures (which speak `AutomergeError`), keeping
+/// the builder's own, more telling error in `failure`.
+fn keeping<'f>(
+    failure: &'f mut Option<BuildError>,
+    build: impl FnOnce(&mut Transaction<'_>) -> Result<(), BuildError> + 'f,
+) -> impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError> + 'f {
+    move |tx| {
+        build(tx).map_err(|e| {
+            *failure = Some(e);
+            AutomergeError::Fail
+        })
+    }
+}
+
+/// The builder's error if it failed, else the SDK call's result.
+fn builder_outcome<T>(
+    result: Result<T, ClientError>,
+    failure: Option<BuildError>,
+) -> Result<T, ClientError> {
+    match failure {
+        Some(e) => Err(e.into()),
+        None => result,
+    }
+}
+
 impl Client {
     /// The typed workflows of `author` on this device.
     pub fn workflows(&self, author: Author) -> Workflows<'_> {
@@ -87,39 +112,18 @@ impl<'a> Workflows<'a> {
         build: impl FnOnce(&mut Transaction<'_>) -> Result<(), BuildError>,
     ) -> Result<(), ClientError> {
         let mut failure = None;
-        let result = self
-            .client
-            .change(id, |tx| {
-                build(tx).map_err(|e| {
-                    failure = Some(e);
-                    AutomergeError::Fail
-                })
-            })
-            .await;
-        match (result, failure) {
-            (_, Some(e)) => Err(e.into()),
-            (result, None) => result,
-        }
+        let result = self.client.change(id, keeping(&mut failure, build)).await;
+        builder_outcome(result, failure)
     }
 
+    /// Runs a builder to create a document, keeping its own error.
     async fn create(
         &self,
         build: impl FnOnce(&mut Transaction<'_>) -> Result<(), BuildError>,
     ) -> Result<DocumentId, ClientError> {
         let mut failure = None;
-        let result = self
-            .client
-            .create(|tx| {
-                build(tx).map_err(|e| {
-                    failure = Some(e);
-                    AutomergeError::Fail
-                })
-            })
-            .await;
-        match (result, failure) {
-            (_, Some(e)) => Err(e.into()),
-            (result, None) => result,
-        }
+        let result = self.client.create(keeping(&mut failure, build)).await;
+        builder_outcome(result, failure)
     }
 
     fn event(&self, kind: EventKind, note: Option<String>) -> Event {

@@ -37,6 +37,36 @@ pub struct Device {
     pub revoked: bool,
 }
 
+/// A `users` row as selected by the registry's queries.
+pub(super) type UserRow = (String, String, String, String, Option<String>, bool);
+
+impl From<UserRow> for User {
+    fn from((id, name, role, area, department, revoked): UserRow) -> Self {
+        User {
+            id,
+            name,
+            role,
+            area,
+            department,
+            revoked,
+        }
+    }
+}
+
+/// A `devices` row as selected by the registry's queries.
+pub(super) type DeviceRow = (String, String, String, bool);
+
+impl From<DeviceRow> for Device {
+    fn from((id, user_id, label, revoked): DeviceRow) -> Self {
+        Device {
+            id,
+            user_id,
+            label,
+            revoked,
+        }
+    }
+}
+
 /// Why a registry write was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -126,50 +156,27 @@ macro_rules! registry_impl {
                 &self,
                 within: &str,
             ) -> Result<Vec<super::registry::User>, super::StorageError> {
-                let rows: Vec<(String, String, String, String, Option<String>, bool)> =
-                    sqlx::query_as(
-                        "SELECT id, name, role, area, department, revoked FROM users \
+                let rows: Vec<super::registry::UserRow> = sqlx::query_as(
+                    "SELECT id, name, role, area, department, revoked FROM users \
                          WHERE area = $1 OR area LIKE $1 || '/%' OR $1 = '/' ORDER BY id",
-                    )
-                    .bind(within)
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(
-                        |(id, name, role, area, department, revoked)| super::registry::User {
-                            id,
-                            name,
-                            role,
-                            area,
-                            department,
-                            revoked,
-                        },
-                    )
-                    .collect())
+                )
+                .bind(within)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
             }
 
             pub(super) async fn get_user(
                 &self,
                 id: &str,
             ) -> Result<Option<super::registry::User>, super::StorageError> {
-                let row: Option<(String, String, String, String, Option<String>, bool)> =
-                    sqlx::query_as(
-                        "SELECT id, name, role, area, department, revoked FROM users WHERE id = $1",
-                    )
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(
-                    |(id, name, role, area, department, revoked)| super::registry::User {
-                        id,
-                        name,
-                        role,
-                        area,
-                        department,
-                        revoked,
-                    },
-                ))
+                let row: Option<super::registry::UserRow> = sqlx::query_as(
+                    "SELECT id, name, role, area, department, revoked FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Into::into))
             }
 
             pub(super) async fn create_device(
@@ -196,7 +203,7 @@ macro_rules! registry_impl {
                 &self,
                 within: &str,
             ) -> Result<Vec<super::registry::Device>, super::StorageError> {
-                let rows: Vec<(String, String, String, bool)> = sqlx::query_as(
+                let rows: Vec<super::registry::DeviceRow> = sqlx::query_as(
                     "SELECT d.id, d.user_id, d.label, d.revoked FROM devices d \
                      JOIN users u ON u.id = d.user_id \
                      WHERE u.area = $1 OR u.area LIKE $1 || '/%' OR $1 = '/' ORDER BY d.id",
@@ -204,34 +211,19 @@ macro_rules! registry_impl {
                 .bind(within)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, user_id, label, revoked)| super::registry::Device {
-                        id,
-                        user_id,
-                        label,
-                        revoked,
-                    })
-                    .collect())
+                Ok(rows.into_iter().map(Into::into).collect())
             }
 
             pub(super) async fn get_device(
                 &self,
                 id: &str,
             ) -> Result<Option<super::registry::Device>, super::StorageError> {
-                let row: Option<(String, String, String, bool)> =
+                let row: Option<super::registry::DeviceRow> =
                     sqlx::query_as("SELECT id, user_id, label, revoked FROM devices WHERE id = $1")
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
-                Ok(
-                    row.map(|(id, user_id, label, revoked)| super::registry::Device {
-                        id,
-                        user_id,
-                        label,
-                        revoked,
-                    }),
-                )
+                Ok(row.map(Into::into))
             }
 
             pub(super) async fn revoke(
