@@ -455,7 +455,8 @@ impl Client {
     ) -> Result<DocumentId, ClientError> {
         let id = DocumentId::random();
         let mut doc = Automerge::new();
-        doc.transact(|tx| init(tx)).map_err(|f| f.error)?;
+        doc.transact_with(|_| stamped(), |tx| init(tx))
+            .map_err(|f| f.error)?;
         let patches = doc.diff(&[], &doc.get_heads());
         self.shared.docs().insert(
             id,
@@ -493,7 +494,10 @@ impl Client {
                 .filter(|l| l.availability == Availability::Ready)
                 .ok_or(ClientError::UnknownDocument(id))?;
             let before = local.doc.get_heads();
-            let result = local.doc.transact(|tx| edit(tx)).map_err(|f| f.error)?;
+            let result = local
+                .doc
+                .transact_with(|_| stamped(), |tx| edit(tx))
+                .map_err(|f| f.error)?;
             let patches = local.doc.diff(&before, &local.doc.get_heads());
             local.refresh_unsent();
             (result.result, patches)
@@ -744,4 +748,14 @@ impl Drop for Client {
             handle.cancel();
         }
     }
+}
+
+/// Commit options that stamp a change with this device's clock (Unix seconds, as Automerge
+/// records it): the audit trail shows it as the change's client time.
+fn stamped() -> automerge::transaction::CommitOptions {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    automerge::transaction::CommitOptions::default().with_time(now)
 }

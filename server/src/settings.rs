@@ -38,6 +38,8 @@ impl Default for DocumentSettings {
         Self {
             allow_untyped: false,
             listening_days: lianxin_protocol::domain::ListeningDays::default().days,
+            due_times: lianxin_protocol::domain::DueTimes::default(),
+            utc_offset_secs: lianxin_protocol::domain::SHANGHAI_OFFSET_SECS,
         }
     }
 }
@@ -53,6 +55,24 @@ pub struct DocumentSettings {
     /// Days of the month that are listening days; visits on other days are accepted but
     /// flagged.
     pub listening_days: Vec<u8>,
+    /// The deadline of each triage track (`same_day` or `{ within_ms = … }`), from which the
+    /// read model computes due times and overdue requests.
+    pub due_times: lianxin_protocol::domain::DueTimes,
+    /// The local zone of dates and listening days, in seconds east of UTC (+8 by default).
+    pub utc_offset_secs: i32,
+}
+
+impl DocumentSettings {
+    /// The projection configuration these settings describe.
+    pub fn projection(&self) -> lianxin_protocol::domain::ProjectionConfig {
+        lianxin_protocol::domain::ProjectionConfig {
+            listening_days: lianxin_protocol::domain::ListeningDays {
+                days: self.listening_days.clone(),
+            },
+            due_times: self.due_times,
+            utc_offset_secs: self.utc_offset_secs,
+        }
+    }
 }
 
 impl Default for Settings {

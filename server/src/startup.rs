@@ -60,6 +60,7 @@ impl Application {
                     days: settings.documents.listening_days.clone(),
                 },
             },
+            projection: settings.documents.projection(),
             server_actor: automerge::ActorId::random(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),

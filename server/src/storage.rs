@@ -13,6 +13,7 @@
 //! one implementation, written once in the `store_impl!` macro of this file.
 
 mod postgres;
+pub mod read_model;
 pub mod registry;
 mod sqlite;
 
@@ -152,15 +153,17 @@ impl Store {
         dispatch!(self, s => s.load(doc).await)
     }
 
-    /// Appends one chunk of changes, creating the document if needed. Returns once the
-    /// transaction has committed: only then may the changes be acknowledged.
+    /// Appends one chunk of changes, creating the document if needed, and writes what it does
+    /// to the read model (projection rows, change log) in the same transaction. Returns once
+    /// the transaction has committed: only then may the changes be acknowledged.
     pub async fn append(
         &self,
         doc: &DocumentId,
         data: &[u8],
         peer_key: Option<&str>,
+        record: &read_model::ChangeRecord<'_>,
     ) -> Result<Appended, StorageError> {
-        dispatch!(self, s => s.append(doc, data, peer_key).await)
+        dispatch!(self, s => s.append(doc, data, peer_key, record).await)
     }
 
     /// Chunks with a sequence number above `seq` (appended by other processes), in order.
@@ -344,6 +347,7 @@ macro_rules! store_impl {
                 doc: &lianxin_protocol::DocumentId,
                 data: &[u8],
                 peer_key: Option<&str>,
+                record: &super::read_model::ChangeRecord<'_>,
             ) -> Result<super::Appended, super::StorageError> {
                 let id = doc.to_string();
                 let mut tx = self.pool.begin().await?;
@@ -370,6 +374,7 @@ macro_rules! store_impl {
                 .bind(peer_key)
                 .execute(&mut *tx)
                 .await?;
+                Self::write_change_record(&mut tx, &id, seq, record).await?;
                 tx.commit().await?;
                 Ok(super::Appended { seq, size_bytes })
             }

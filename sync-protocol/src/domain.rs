@@ -49,6 +49,8 @@
 //! - [`order_flow`]: claims and arbitration of orders.
 //! - [`write_rules`] (+ `write_rules/compare.rs`): [`check_change`].
 //! - [`builders`]: typed constructors that write well-formed documents.
+//! - [`projection`]: a document's merged state as a typed record for supervisors' queries, and
+//!   the readable summary of one change.
 //! - [`keys`]: the wire names of fields.
 
 #[macro_use]
@@ -67,6 +69,7 @@ pub mod kind;
 pub mod listening_day;
 pub mod order_flow;
 pub mod origin;
+pub mod projection;
 mod read;
 pub mod request_flow;
 pub mod role;
@@ -94,6 +97,7 @@ pub use kind::{Kind, KindError};
 pub use listening_day::{ListeningDays, local_date};
 pub use order_flow::{Claim, OrderStatus, read_claims, winning_claim};
 pub use origin::Origin;
+pub use projection::{Projected, ProjectionConfig, Record, describe, project};
 pub use request_flow::{Flow, Status, read_events, read_flow};
 pub use role::{Role, RoleError};
 pub use schema::{DocInfo, SCHEMA_VERSION, SchemaError, read_info, validate};

@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use automerge::Automerge;
-use lianxin_protocol::domain::{self, Actor, DocInfo, Outcome, access, schema};
+use lianxin_protocol::domain::{self, Actor, DocInfo, Outcome, Projected, access, schema};
 use lianxin_protocol::{DocSession, DocumentId, Message};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
 use super::{ConnId, DocContext, DocHub, Peer};
+use crate::storage::read_model::{Author, ChangeRecord};
 
 /// How often an idle actor checks whether it may leave memory.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -77,6 +78,9 @@ struct Loaded {
     stored: bool,
     /// Its kind, area, creator (`None` for an untyped or not yet stored document).
     info: Option<DocInfo>,
+    /// Its projection for the read model (`None` for an untyped or not yet stored document),
+    /// kept to describe the next change.
+    projected: Option<Projected>,
 }
 
 impl Loaded {
@@ -226,6 +230,7 @@ impl DocActor {
                 chunks_since_snapshot: 0,
                 stored: false,
                 info: None,
+                projected: None,
             },
             Some(stored) => {
                 // Loading a large document is CPU work: keep it off the async workers.
@@ -245,6 +250,9 @@ impl DocActor {
                     Refusal::Storage { doc: doc_id }
                 })?;
                 let info = schema::read_info(&doc).ok();
+                let projected = info
+                    .as_ref()
+                    .and_then(|_| domain::project(&doc, &self.ctx.projection).ok());
                 Loaded {
                     doc,
                     last_seq,
@@ -252,6 +260,7 @@ impl DocActor {
                     chunks_since_snapshot: chunks,
                     stored: true,
                     info,
+                    projected,
                 }
             }
         };
@@ -387,10 +396,18 @@ impl DocActor {
             }
         };
         let mut outcome = None;
+        let mut record = None;
         if effects.heads_changed
             && let Some((candidate_doc, _)) = &candidate
         {
             let new_changes = candidate_doc.get_changes(&loaded.doc.get_heads());
+            let client_time = new_changes
+                .iter()
+                .map(|c| c.timestamp())
+                .filter(|t| *t > 0)
+                .max()
+                .map(|secs| secs.saturating_mul(1000));
+            let count = i32::try_from(new_changes.len()).unwrap_or(i32::MAX);
             vet(&self.ctx, peer, &doc_id, &new_changes).await?;
             outcome = check_field_rules(
                 &self.ctx,
@@ -400,6 +417,25 @@ impl DocActor {
                 candidate_doc,
                 &new_changes,
             )?;
+            let projected = match &outcome {
+                Some(_) => match domain::project(candidate_doc, &self.ctx.projection) {
+                    Ok(projected) => Some(projected),
+                    Err(e) => {
+                        // The rules accepted the document, so it projects; if it does not,
+                        // the change is kept and only the read model misses it.
+                        tracing::error!(error = %e, "an accepted document does not project");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let summary = match &projected {
+                Some(after) => {
+                    domain::describe(loaded.projected.as_ref().map(|p| &p.record), &after.record)
+                }
+                None => format!("{count} changes to an untyped document"),
+            };
+            record = Some((projected, count, client_time, summary));
         }
 
         // Whether chunks stored by another process were taken in: then even the sender has
@@ -417,10 +453,24 @@ impl DocActor {
                     limit,
                 });
             }
+            let (projected, changes, client_time, summary) = record
+                .take()
+                .unwrap_or_else(|| (None, 0, None, "no new changes".to_owned()));
+            let change_record = ChangeRecord {
+                projected: projected.as_ref(),
+                author: Author {
+                    user: &peer.user.id,
+                    device: Some(&peer.device_id),
+                    role: peer.actor.role.as_str(),
+                },
+                changes,
+                client_time,
+                summary,
+            };
             match self
                 .ctx
                 .store
-                .append(&doc_id, bytes, peer.peer_key.as_deref())
+                .append(&doc_id, bytes, peer.peer_key.as_deref(), &change_record)
                 .await
             {
                 Ok(appended) => {
@@ -437,6 +487,9 @@ impl DocActor {
                     if let Some(outcome) = &outcome {
                         loaded.info = Some(outcome.info.clone());
                     }
+                    if projected.is_some() {
+                        loaded.projected = projected;
+                    }
                     if appended.seq != loaded.last_seq + 1 {
                         // Another process appended in between: take in what it stored.
                         if let Err(e) = catch_up(&self.ctx, &doc_id, loaded).await {
@@ -445,6 +498,8 @@ impl DocActor {
                             return Err(Refusal::Storage { doc: doc_id });
                         }
                         caught_up = true;
+                        loaded.last_seq = appended.seq;
+                        reproject(&self.ctx, &doc_id, loaded).await;
                     }
                     appended_seq = Some(appended.seq);
                     loaded.last_seq = appended.seq;
@@ -610,19 +665,41 @@ impl DocActor {
             return;
         }
         let bytes = assigned.save_after(&before);
+        let projected = domain::project(&assigned, &self.ctx.projection).ok();
+        let summary = match &projected {
+            Some(after) => {
+                domain::describe(loaded.projected.as_ref().map(|p| &p.record), &after.record)
+            }
+            None => format!("assigned to {}", winner.volunteer),
+        };
+        let change_record = ChangeRecord {
+            projected: projected.as_ref(),
+            author: Author {
+                user: domain::SERVER_USER,
+                device: None,
+                role: "server",
+            },
+            changes: 1,
+            client_time: None,
+            summary,
+        };
         match self
             .ctx
             .store
-            .append(&self.id, &bytes, Some("server"))
+            .append(&self.id, &bytes, Some("server"), &change_record)
             .await
         {
             Ok(appended) => {
-                if appended.seq != loaded.last_seq + 1
-                    && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await
-                {
+                let gap = appended.seq != loaded.last_seq + 1;
+                if gap && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await {
                     tracing::warn!(error = %e, "catching up with other writers failed");
                 }
                 loaded.doc.merge(&mut assigned).ok();
+                loaded.projected = projected;
+                if gap {
+                    loaded.last_seq = appended.seq;
+                    reproject(&self.ctx, &self.id, loaded).await;
+                }
                 loaded.last_seq = appended.seq;
                 loaded.size_bytes = appended.size_bytes;
                 loaded.chunks_since_snapshot += 1;
@@ -741,6 +818,25 @@ fn push(ctx: &DocContext, peer: &Peer, message: Message) {
         }
         // The connection is closing; its detach is on the way.
         Err(TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Projects the document again and writes its rows as of `loaded.last_seq`: after taking in
+/// chunks another process stored, the rows written with our own chunk lack that process's
+/// changes (and its rows lacked ours).
+async fn reproject(ctx: &DocContext, doc: &DocumentId, loaded: &mut Loaded) {
+    if loaded.info.is_none() {
+        return;
+    }
+    match domain::project(&loaded.doc, &ctx.projection) {
+        Ok(projected) => {
+            if let Err(e) = ctx.store.reproject(doc, loaded.last_seq, &projected).await {
+                ctx.metrics.storage_errors.inc();
+                tracing::warn!(error = %e, "rewriting the projection failed");
+            }
+            loaded.projected = Some(projected);
+        }
+        Err(e) => tracing::error!(error = %e, "a merged document does not project"),
     }
 }
 

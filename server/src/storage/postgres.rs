@@ -29,3 +29,9 @@ super::store_impl!(
 );
 
 super::registry::registry_impl!(PgStore);
+
+super::read_model::read_model_impl!(
+    PgStore,
+    sqlx::PgConnection,
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+);

@@ -33,3 +33,5 @@ impl SqliteStore {
 super::store_impl!(SqliteStore, sqlx::migrate!("../migrations/sqlite"), None);
 
 super::registry::registry_impl!(SqliteStore);
+
+super::read_model::read_model_impl!(SqliteStore, sqlx::SqliteConnection, "9223372036854775807");

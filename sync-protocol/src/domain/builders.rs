@@ -49,6 +49,7 @@ pub struct Common {
 
 /// One resident of a household.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Resident {
     pub name: String,
     pub phone: Option<String>,
@@ -105,6 +106,7 @@ pub struct OrderInit {
 
 /// One entry of a station log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StationEntry {
     pub service_kind: String,
     pub people_served: u32,

@@ -46,7 +46,10 @@ async fn append_compact_and_reload(backend: Backend) {
 
     let (doc, chunks) = doc_with_changes(10);
     for (i, chunk) in chunks.iter().enumerate() {
-        let appended = store.append(&id, chunk, Some("u/d")).await.unwrap();
+        let appended = store
+            .append(&id, chunk, Some("u/d"), &untyped())
+            .await
+            .unwrap();
         assert_eq!(appended.seq, i as i64 + 1, "sequence numbers are dense");
     }
     let stored = store.load(&id).await.unwrap().unwrap();
@@ -111,9 +114,15 @@ async fn sync_states_round_trip(backend: Backend) {
 
     // Which of a device's documents changed since it last held all of them.
     let (_, chunks) = doc_with_changes(3);
-    store.append(&id, &chunks[0], None).await.unwrap();
+    store
+        .append(&id, &chunks[0], None, &untyped())
+        .await
+        .unwrap();
     let other = DocumentId::random();
-    store.append(&other, &chunks[0], None).await.unwrap();
+    store
+        .append(&other, &chunks[0], None, &untyped())
+        .await
+        .unwrap();
     store.save_sync_state("u/d", &id, b"s", 1).await.unwrap();
     store.save_sync_state("u/d", &other, b"s", 1).await.unwrap();
     let mut held = store.device_documents("u/d").await.unwrap();
@@ -121,7 +130,10 @@ async fn sync_states_round_trip(backend: Backend) {
     let mut expected = vec![(id, false), (other, false)];
     expected.sort();
     assert_eq!(held, expected);
-    store.append(&other, &chunks[1], None).await.unwrap();
+    store
+        .append(&other, &chunks[1], None, &untyped())
+        .await
+        .unwrap();
     let changed: Vec<_> = store
         .device_documents("u/d")
         .await
@@ -136,4 +148,19 @@ async fn sync_states_round_trip(backend: Backend) {
     // The storage ID is created once and shared.
     let first = store.storage_id().await.unwrap();
     assert_eq!(store.storage_id().await.unwrap(), first);
+}
+
+/// The read-model record of a change to an untyped document, as the server writes it.
+fn untyped() -> lianxin_server::storage::read_model::ChangeRecord<'static> {
+    lianxin_server::storage::read_model::ChangeRecord {
+        projected: None,
+        author: lianxin_server::storage::read_model::Author {
+            user: "u",
+            device: Some("d"),
+            role: "admin",
+        },
+        changes: 1,
+        client_time: None,
+        summary: "test".to_owned(),
+    }
 }
