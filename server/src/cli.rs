@@ -47,6 +47,13 @@ enum Command {
     },
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Rebuild the read model's projections from the stored documents (one transaction per
+    /// document; safe while servers run).
+    Reproject {
+        /// Delete every projection row first, so rows of documents that no longer project go.
+        #[arg(long)]
+        from_scratch: bool,
+    },
     /// Print a signed token (for development and tests). Role and area default to the
     /// user's entry in the registry.
     Token {
@@ -159,6 +166,19 @@ pub async fn run() -> anyhow::Result<()> {
             let store = connect_store(&settings).await?;
             store.migrate().await.context("running migrations")?;
             tracing::info!(storage = store.backend(), "migrations applied");
+            Ok(())
+        }
+        Command::Reproject { from_scratch } => {
+            let store = connect_store(&settings).await?;
+            store.migrate().await.context("running migrations")?;
+            let report = store
+                .reproject_all(&settings.documents.projection(), from_scratch)
+                .await
+                .context("reprojecting")?;
+            println!(
+                "reprojected {} documents ({} untyped or unreadable skipped)",
+                report.projected, report.skipped
+            );
             Ok(())
         }
         Command::Token {

@@ -67,6 +67,8 @@ pub struct DocContext {
     pub allow_untyped: bool,
     /// Configuration of the field rules (listening days).
     pub rules: lianxin_protocol::domain::CheckConfig,
+    /// Notified after every commit of changes (the changes feed waits on it).
+    pub changes: Arc<tokio::sync::Notify>,
     /// Configuration of the read model's projections (due times, the local zone).
     pub projection: lianxin_protocol::domain::ProjectionConfig,
     /// The Automerge actor of the changes this process writes itself (order assignments).

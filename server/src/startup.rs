@@ -49,7 +49,9 @@ impl Application {
         let tracker = TaskTracker::new();
         let server_peer = PeerId::new(format!("lianxin-server-{}", rand::random::<u64>()))
             .context("server peer id")?;
+        let changes = Arc::new(tokio::sync::Notify::new());
         let hub = DocHub::new(DocContext {
+            changes: changes.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
             limits: settings.limits.clone(),
@@ -66,6 +68,7 @@ impl Application {
             tracker: tracker.clone(),
         });
         let state = AppState {
+            changes,
             connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
             settings: Arc::new(settings),
             store,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub server_peer: PeerId,
     /// The storage ID shared by every process on this database.
     pub storage_id: String,
+    /// Notified after every commit of changes, for the changes feed's waiters.
+    pub changes: Arc<tokio::sync::Notify>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Owns every connection and document task, so shutdown can wait for them.

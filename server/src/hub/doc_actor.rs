@@ -474,6 +474,7 @@ impl DocActor {
                 .await
             {
                 Ok(appended) => {
+                    self.ctx.changes.notify_waiters();
                     self.ctx.metrics.merges.inc();
                     self.ctx
                         .metrics
@@ -690,6 +691,7 @@ impl DocActor {
             .await
         {
             Ok(appended) => {
+                self.ctx.changes.notify_waiters();
                 let gap = appended.seq != loaded.last_seq + 1;
                 if gap && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await {
                     tracing::warn!(error = %e, "catching up with other writers failed");

@@ -89,13 +89,18 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewArea {
     pub path: String,
     pub name: String,
     pub level: String,
 }
 
+#[utoipa::path(post, path = "/v1/admin/areas", tag = "admin", security(("bearer" = [])),
+    request_body = NewArea,
+    responses((status = 201, description = "Created", body = Area),
+              (status = 403, description = "Not an administrator of that area"),
+              (status = 409, description = "It exists")))]
 pub async fn create_area(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -121,6 +126,8 @@ pub async fn create_area(
     Ok((StatusCode::CREATED, Json(area)))
 }
 
+#[utoipa::path(get, path = "/v1/admin/areas", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Areas within the administrator's area", body = Vec<Area>)))]
 pub async fn list_areas(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -135,7 +142,7 @@ pub async fn list_areas(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
     pub id: String,
     pub name: String,
@@ -144,6 +151,11 @@ pub struct NewUser {
     pub department: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    request_body = NewUser,
+    responses((status = 201, description = "Created", body = User),
+              (status = 403, description = "Not an administrator of that area"),
+              (status = 409, description = "It exists")))]
 pub async fn create_user(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -172,6 +184,8 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Users within the administrator's area", body = Vec<User>)))]
 pub async fn list_users(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -186,7 +200,7 @@ pub async fn list_users(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {
     pub id: String,
     pub user: String,
@@ -208,6 +222,11 @@ async fn user_in_scope(state: &AppState, identity: &Identity, id: &str) -> Resul
     }
 }
 
+#[utoipa::path(post, path = "/v1/admin/devices", tag = "admin", security(("bearer" = [])),
+    request_body = NewDevice,
+    responses((status = 201, description = "Created", body = Device),
+              (status = 403, description = "Not an administrator of that area"),
+              (status = 409, description = "It exists")))]
 pub async fn create_device(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -225,6 +244,8 @@ pub async fn create_device(
     Ok((StatusCode::CREATED, Json(device)))
 }
 
+#[utoipa::path(get, path = "/v1/admin/devices", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Devices of users within the administrator's area", body = Vec<Device>)))]
 pub async fn list_devices(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -239,6 +260,10 @@ pub async fn list_devices(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/admin/users/{id}/revoke", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User ID")),
+    responses((status = 204, description = "Revoked; open connections are cut"),
+              (status = 404, description = "No such user in the administrator's area")))]
 pub async fn revoke_user(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -256,6 +281,10 @@ pub async fn revoke_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/admin/devices/{id}/revoke", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device ID")),
+    responses((status = 204, description = "Revoked; open connections are cut"),
+              (status = 404, description = "No such device in the administrator's area")))]
 pub async fn revoke_device(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,

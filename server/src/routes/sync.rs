@@ -16,6 +16,12 @@ use crate::state::AppState;
 /// a slightly oversized message gets a clear `error` message rather than a dropped socket.
 const HARD_LIMIT_FACTOR: usize = 4;
 
+/// The sync websocket: the automerge-repo protocol (CBOR messages), authenticated by
+/// `Authorization: Bearer` or `?token=`.
+#[utoipa::path(get, path = "/v1/sync", tag = "sync", security(("bearer" = [])),
+    responses((status = 101, description = "Switching to the websocket"),
+              (status = 401, description = "Missing or rejected token"),
+              (status = 503, description = "Too many connections")))]
 pub async fn upgrade(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,

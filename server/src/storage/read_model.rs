@@ -986,6 +986,22 @@ macro_rules! read_model_impl {
                 .await?)
             }
 
+            /// The department a request is transferred to (`Some(None)`: not transferred;
+            /// `None`: no such request).
+            pub(super) async fn request_department(
+                &self,
+                doc: &str,
+            ) -> Result<Option<Option<String>>, super::StorageError> {
+                let row: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT CASE WHEN track = 'transfer' THEN department END FROM requests \
+                     WHERE document_id = $1",
+                )
+                .bind(doc)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(department,)| department))
+            }
+
             /// The change log of one document, oldest first.
             pub(super) async fn document_history(
                 &self,
@@ -1092,7 +1108,57 @@ pub fn now_ms() -> i64 {
 
 use super::{StorageError, Store, dispatch};
 
+/// What `reproject_all` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReprojectReport {
+    /// Documents whose projection was written.
+    pub projected: usize,
+    /// Untyped documents, and documents that no longer load or project.
+    pub skipped: usize,
+}
+
 impl Store {
+    /// Rebuilds every projection from the stored documents with
+    /// [`lianxin_protocol::domain::project`], the function the live path uses, each document in
+    /// its own transaction as of its `last_seq`. With `from_scratch`, every projection row is
+    /// deleted first.
+    pub async fn reproject_all(
+        &self,
+        config: &lianxin_protocol::domain::ProjectionConfig,
+        from_scratch: bool,
+    ) -> Result<ReprojectReport, StorageError> {
+        if from_scratch {
+            self.clear_projections().await?;
+        }
+        let mut report = ReprojectReport::default();
+        for id in self.document_ids().await? {
+            let Ok(doc_id) = id.parse::<lianxin_protocol::DocumentId>() else {
+                report.skipped += 1;
+                continue;
+            };
+            let Some(stored) = self.load(&doc_id).await? else {
+                continue;
+            };
+            let seq = stored.last_seq;
+            let config = config.clone();
+            let projected = tokio::task::spawn_blocking(move || {
+                let doc = stored.to_automerge().ok()?;
+                lianxin_protocol::domain::project(&doc, &config).ok()
+            })
+            .await
+            .ok()
+            .flatten();
+            match projected {
+                Some(projected) => {
+                    self.reproject(&doc_id, seq, &projected).await?;
+                    report.projected += 1;
+                }
+                None => report.skipped += 1,
+            }
+        }
+        Ok(report)
+    }
+
     /// Rewrites the projection of `doc` as of `seq` (see `reproject`).
     pub async fn reproject(
         &self,
@@ -1222,6 +1288,13 @@ impl Store {
         to: &str,
     ) -> Result<StationFigures, StorageError> {
         dispatch!(self, s => s.station_figures(area, from, to).await)
+    }
+
+    pub async fn request_department(
+        &self,
+        doc: &str,
+    ) -> Result<Option<Option<String>>, StorageError> {
+        dispatch!(self, s => s.request_department(doc).await)
     }
 
     pub async fn document_history(&self, doc: &str) -> Result<Vec<ChangeRow>, StorageError> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{StorageError, Store};
 
 /// A node of the area tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Area {
     pub path: String,
     pub name: String,
@@ -18,7 +18,7 @@ pub struct Area {
 }
 
 /// A person with a role in an area.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -29,7 +29,7 @@ pub struct User {
 }
 
 /// A device bound to a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Device {
     pub id: String,
     pub user_id: String,

@@ -1,0 +1,341 @@
+//! The trace of who did what (人过留痕): `/v1/documents/{id}/history`, `/v1/history` (an area
+//! over a period), and `/v1/changes`, the changes feed for back-office systems.
+//!
+//! All three read the change log, one row per accepted chunk of changes: user, device, role,
+//! the devices' clock and the server's, and a summary of what it did. The feed is resumable
+//! from its cursor and never skips a change that commits late (see `storage::read_model`); it
+//! answers at once when there are changes, else waits up to `wait` seconds for one (long poll),
+//! or streams server-sent events when asked for `text/event-stream`, resuming from
+//! `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use lianxin_protocol::domain::{Kind, Role};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Authenticated, Identity};
+use crate::error::ApiError;
+use crate::routes::read::{checked_area, may_see, readable_kinds};
+use crate::state::AppState;
+use crate::storage::read_model::{ChangeFilter, ChangeRow};
+
+/// Most changes in one answer.
+const MAX_CHANGES: i64 = 1_000;
+/// Longest long poll.
+const MAX_WAIT_SECS: u64 = 30;
+/// How often a waiting feed looks again even without a local notice (changes from other
+/// processes, and the transaction horizon moving on).
+const POLL: Duration = Duration::from_millis(500);
+
+/// One accepted change.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeItem {
+    /// Resume the feed after this change by passing it as `since`.
+    pub cursor: String,
+    pub document_id: String,
+    /// The document's chunk sequence number this change was stored as.
+    pub seq: i64,
+    pub kind: Option<String>,
+    pub area: Option<String>,
+    pub user_id: String,
+    pub device_id: Option<String>,
+    /// The author's role when the change was accepted.
+    pub role: Option<String>,
+    /// Automerge changes in this chunk.
+    pub changes: i32,
+    /// The devices' clock (latest change), ms since the epoch, when they stamped it.
+    pub client_time: Option<i64>,
+    /// When the server stored it, ms since the epoch.
+    pub server_time: i64,
+    pub summary: String,
+}
+
+impl From<ChangeRow> for ChangeItem {
+    fn from(row: ChangeRow) -> Self {
+        Self {
+            cursor: format!("{}-{}", row.tx, row.id),
+            document_id: row.document_id,
+            seq: row.seq,
+            kind: row.kind,
+            area: row.area,
+            user_id: row.user_id,
+            device_id: row.device_id,
+            role: row.role,
+            changes: row.changes,
+            client_time: row.client_time,
+            server_time: row.server_time,
+            summary: row.summary,
+        }
+    }
+}
+
+/// A run of changes and where to resume.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangesPage {
+    pub changes: Vec<ChangeItem>,
+    /// Pass as `since` next time (the last change's cursor, or the `since` given).
+    pub next: String,
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let Some(cursor) = cursor else {
+        return Ok((0, 0));
+    };
+    cursor
+        .split_once('-')
+        .and_then(|(tx, id)| Some((tx.parse().ok()?, id.parse().ok()?)))
+        .ok_or_else(|| ApiError::Invalid(format!("{cursor:?} is not a cursor")))
+}
+
+fn storage(e: crate::storage::StorageError) -> ApiError {
+    ApiError::Unexpected(e.into())
+}
+
+/// Which rows of the change log `identity` may see in `area`.
+fn filter_for(identity: &Identity, area: String) -> Result<ChangeFilter, ApiError> {
+    let role = identity.actor.role;
+    let kinds = readable_kinds(role);
+    if kinds.is_empty() {
+        return Err(ApiError::Forbidden(format!("the role {role} reads no documents")));
+    }
+    let department = if role == Role::DepartmentHandler {
+        Some(identity.actor.department.clone().ok_or_else(|| {
+            ApiError::Forbidden("a department handler without a department sees no requests".into())
+        })?)
+    } else {
+        None
+    };
+    Ok(ChangeFilter {
+        area,
+        kinds,
+        department,
+        from: None,
+        to: None,
+    })
+}
+
+/// The history of one document.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentHistory {
+    pub document_id: String,
+    pub kind: Option<String>,
+    pub area: Option<String>,
+    pub changes: Vec<ChangeItem>,
+}
+
+/// Every accepted change of a document: who, on which device, in which role, when, and what.
+#[utoipa::path(get, path = "/v1/documents/{id}/history", tag = "audit",
+    params(("id" = String, Path, description = "Document ID")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The document's changes, oldest first", body = DocumentHistory),
+              (status = 404, description = "No such document, or not one the caller may see")))]
+pub async fn document_history(
+    State(state): State<AppState>,
+    Authenticated(identity): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentHistory>, ApiError> {
+    // Unknown and forbidden look alike, as on the sync connection.
+    let hidden = || ApiError::NotFound(format!("no document {id}"));
+    let rows = state.store.document_history(&id).await.map_err(storage)?;
+    let (kind, area) = rows
+        .iter()
+        .find_map(|row| Some((row.kind.clone()?, row.area.clone()?)))
+        .ok_or_else(hidden)?;
+    let parsed: Kind = kind.parse().map_err(|_| hidden())?;
+    if !may_see(&identity, parsed, &area) {
+        return Err(hidden());
+    }
+    if identity.actor.role == Role::DepartmentHandler && parsed == Kind::Request {
+        let transferred = state.store.request_department(&id).await.map_err(storage)?;
+        if transferred.flatten() != identity.actor.department {
+            return Err(hidden());
+        }
+    }
+    Ok(Json(DocumentHistory {
+        document_id: id,
+        kind: Some(kind),
+        area: Some(area),
+        changes: rows.into_iter().map(ChangeItem::from).collect(),
+    }))
+}
+
+/// Parameters of the area history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Area subtree (default: the caller's area).
+    pub area: Option<String>,
+    /// First day, `YYYY-MM-DD` (server time, local zone).
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD`.
+    pub to: Option<String>,
+    /// A cursor from the previous page.
+    pub after: Option<String>,
+    /// At most this many changes (default and maximum 1,000).
+    pub limit: Option<i64>,
+}
+
+/// Every change to the documents of an area over a period that the caller may read.
+#[utoipa::path(get, path = "/v1/history", params(HistoryParams), tag = "audit",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Changes in cursor order", body = ChangesPage),
+              (status = 403, description = "Outside the caller's area")))]
+pub async fn area_history(
+    State(state): State<AppState>,
+    Authenticated(identity): Authenticated,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<ChangesPage>, ApiError> {
+    let area = checked_area(&identity, params.area.as_deref())?;
+    let mut filter = filter_for(&identity, area)?;
+    let zone = state.settings.documents.utc_offset_secs;
+    let day = |text: &Option<String>, name: &str| {
+        text.as_deref()
+            .map(|t| {
+                t.parse::<lianxin_protocol::domain::LocalDate>()
+                    .map_err(|e| ApiError::Invalid(format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    filter.from = day(&params.from, "from")?.map(|d| d.start_ms(zone));
+    filter.to = day(&params.to, "to")?.map(|d| d.end_ms(zone));
+    let after = parse_cursor(params.after.as_deref())?;
+    let limit = params.limit.unwrap_or(MAX_CHANGES).clamp(1, MAX_CHANGES);
+    let rows = state
+        .store
+        .changes_after(after, &filter, limit)
+        .await
+        .map_err(storage)?;
+    Ok(Json(page(rows, params.after)))
+}
+
+fn page(rows: Vec<ChangeRow>, since: Option<String>) -> ChangesPage {
+    let changes: Vec<ChangeItem> = rows.into_iter().map(ChangeItem::from).collect();
+    let next = changes
+        .last()
+        .map(|c| c.cursor.clone())
+        .or(since)
+        .unwrap_or_else(|| "0-0".to_owned());
+    ChangesPage { changes, next }
+}
+
+/// Parameters of the changes feed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedParams {
+    /// Area subtree (default: the caller's area).
+    pub area: Option<String>,
+    /// Resume after this cursor (default: from the beginning).
+    pub since: Option<String>,
+    /// At most this many changes per answer (default and maximum 1,000).
+    pub limit: Option<i64>,
+    /// Long poll: wait up to this many seconds (at most 30) for a change when there is none.
+    pub wait: Option<u64>,
+}
+
+/// The changes feed: accepted changes in the caller's area, in cursor order, resumable.
+///
+/// With `Accept: text/event-stream` the answer is a stream of server-sent events (`change`,
+/// with the cursor as the event ID), resumable with `Last-Event-ID`.
+#[utoipa::path(get, path = "/v1/changes", params(FeedParams), tag = "audit",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Changes after the cursor", body = ChangesPage),
+              (status = 200, description = "A stream of `change` events", body = ChangeItem, content_type = "text/event-stream"),
+              (status = 400, description = "A malformed cursor")))]
+pub async fn changes(
+    State(state): State<AppState>,
+    Authenticated(identity): Authenticated,
+    headers: HeaderMap,
+    Query(params): Query<FeedParams>,
+) -> Result<Response, ApiError> {
+    let area = checked_area(&identity, params.area.as_deref())?;
+    let filter = filter_for(&identity, area)?;
+    let limit = params.limit.unwrap_or(MAX_CHANGES).clamp(1, MAX_CHANGES);
+    let wants_stream = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(params.since.clone());
+    let after = parse_cursor(resume.as_deref())?;
+    if wants_stream {
+        return Ok(Sse::new(event_stream(state, filter, after, limit))
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let wait = Duration::from_secs(params.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Register for the notice before looking, so a commit in between is not missed.
+        let notified = state.changes.notified();
+        let rows = state
+            .store
+            .changes_after(after, &filter, limit)
+            .await
+            .map_err(storage)?;
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(page(rows, params.since)).into_response());
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = state.shutdown.cancelled() => {
+                return Ok(Json(page(Vec::new(), params.since)).into_response());
+            }
+        }
+    }
+}
+
+/// Server-sent events of the feed from `after` on, until the client goes or the server stops.
+fn event_stream(
+    state: AppState,
+    filter: ChangeFilter,
+    after: (i64, i64),
+    limit: i64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let pending: std::collections::VecDeque<ChangeRow> = Default::default();
+    stream::unfold(
+        (state, filter, after, pending),
+        move |(state, filter, mut after, mut pending)| async move {
+            loop {
+                if let Some(row) = pending.pop_front() {
+                    after = (row.tx, row.id);
+                    let item = ChangeItem::from(row);
+                    let event = Event::default()
+                        .event("change")
+                        .id(item.cursor.clone())
+                        .json_data(&item)
+                        .unwrap_or_else(|_| Event::default().comment("unencodable change"));
+                    return Some((Ok(event), (state, filter, after, pending)));
+                }
+                let notified = state.changes.notified();
+                match state.store.changes_after(after, &filter, limit).await {
+                    Ok(rows) if !rows.is_empty() => {
+                        pending.extend(rows);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "changes feed: reading failed; retrying"),
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = state.shutdown.cancelled() => return None,
+                }
+            }
+        },
+    )
+}
