@@ -105,7 +105,9 @@ fn filter_for(identity: &Identity, area: String) -> Result<ChangeFilter, ApiErro
     let role = identity.actor.role;
     let kinds = readable_kinds(role);
     if kinds.is_empty() {
-        return Err(ApiError::Forbidden(format!("the role {role} reads no documents")));
+        return Err(ApiError::Forbidden(format!(
+            "the role {role} reads no documents"
+        )));
     }
     let department = if role == Role::DepartmentHandler {
         Some(identity.actor.department.clone().ok_or_else(|| {

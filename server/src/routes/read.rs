@@ -101,7 +101,10 @@ impl<'a> Viewer<'a> {
 
     /// Fails unless the caller's role may read one of `kinds`.
     fn require(&self, kinds: &[Kind]) -> Result<(), ApiError> {
-        if kinds.iter().any(|kind| access::may_read(self.role(), *kind)) {
+        if kinds
+            .iter()
+            .any(|kind| access::may_read(self.role(), *kind))
+        {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -551,7 +554,11 @@ pub struct OrderParams {
     pub volunteer: Option<String>,
 }
 
-fn order_filter(state: &AppState, range: &DateRange, order: OrderParams) -> Result<OrderFilter, ApiError> {
+fn order_filter(
+    state: &AppState,
+    range: &DateRange,
+    order: OrderParams,
+) -> Result<OrderFilter, ApiError> {
     let (placed_from, placed_to) = ms_range(state, range)?;
     Ok(OrderFilter {
         status: order.status,
@@ -993,7 +1000,10 @@ pub async fn stats(
 }
 
 /// Whether `area` is a well-formed area path (used by the history routes too).
-pub(crate) fn checked_area(identity: &Identity, requested: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn checked_area(
+    identity: &Identity,
+    requested: Option<&str>,
+) -> Result<String, ApiError> {
     Viewer::new(identity, requested).map(|viewer| viewer.area)
 }
 

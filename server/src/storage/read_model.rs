@@ -780,7 +780,8 @@ macro_rules! read_model_impl {
                              AND (CAST($4 AS TEXT) IS NULL OR assignee = $4) \
                              AND (CAST($5 AS BIGINT) IS NULL OR created_at >= $5) \
                              AND (CAST($6 AS BIGINT) IS NULL OR created_at <= $6) \
-                             GROUP BY ", $column, " ORDER BY ", $column
+                             GROUP BY ", $column, " ORDER BY CASE WHEN ", $column,
+                            " IS NULL THEN 0 ELSE 1 END, ", $column
                         )
                     };
                 }

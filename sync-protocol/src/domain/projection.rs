@@ -248,14 +248,16 @@ pub fn describe(before: Option<&Record>, after: &Record) -> String {
         return describe_creation(after);
     };
     let mut parts = Vec::new();
+    // Concurrent appends merge in an order of Automerge's choosing, so what is new is what
+    // `after` has beyond `before`, wherever it landed in the list.
     match (before, after) {
         (Record::Request(old), Record::Request(new)) => {
-            for event in new.timeline.iter().skip(old.timeline.len()) {
+            for event in added(&old.timeline, &new.timeline) {
                 parts.push(describe_event(event));
             }
         }
         (Record::Order(old), Record::Order(new)) => {
-            for claim in new.claims.iter().skip(old.claims.len()) {
+            for claim in added(&old.claims, &new.claims) {
                 parts.push(format!("claimed by {}", clip(&claim.volunteer)));
             }
         }
@@ -278,6 +280,21 @@ pub fn describe(before: Option<&Record>, after: &Record) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// The items of `new` that are not in `old`, counting duplicates: each item of `old` accounts
+/// for one equal item of `new`.
+fn added<'a, T: PartialEq>(old: &[T], new: &'a [T]) -> Vec<&'a T> {
+    let mut unmatched: Vec<&T> = old.iter().collect();
+    new.iter()
+        .filter(|item| match unmatched.iter().position(|o| o == item) {
+            Some(at) => {
+                unmatched.swap_remove(at);
+                false
+            }
+            None => true,
+        })
+        .collect()
 }
 
 fn describe_creation(record: &Record) -> String {
@@ -419,6 +436,21 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains("status: collected → triaged"), "{summary}");
+    }
+
+    #[test]
+    fn a_new_event_is_found_wherever_the_merge_put_it() {
+        let event = |by: &str| Event {
+            kind: EventKind::Handling,
+            at: 1,
+            by: by.into(),
+            device: None,
+            note: None,
+        };
+        let old = [event("a"), event("b")];
+        let new = [event("a"), event("c"), event("b"), event("b")];
+        let found: Vec<&str> = added(&old, &new).iter().map(|e| e.by.as_str()).collect();
+        assert_eq!(found, ["c", "b"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod interop;
 mod limits;
 mod metrics;
 mod people;
+mod read_model;
 mod storage;
 mod sync;
 mod validation;
