@@ -856,6 +856,94 @@ async fn a_supervisor_sees_only_their_area_and_no_residents(backend: Backend) {
     let (status, _) = get(&app, &volunteer, "/v1/orders").await;
     assert_eq!(status, 200);
     let _ = h_b;
+
+    // A department handler sees the requests transferred to their department, nothing else,
+    // in lists, document histories and the area history.
+    let transferred = sec_a
+        .request(
+            GRID_1,
+            at(1, 6, 9),
+            &[(triaged(Track::Transfer), at(1, 6, 10))],
+        )
+        .await;
+    let immediate = sec_a
+        .request(
+            GRID_1,
+            at(1, 6, 9),
+            &[(triaged(Track::Immediate), at(1, 6, 10))],
+        )
+        .await;
+    app.state
+        .store
+        .create_user(&lianxin_server::storage::registry::User {
+            id: "water-1".into(),
+            name: "water-1".into(),
+            role: "department_handler".into(),
+            area: STREET.into(),
+            department: Some("water-bureau".into()),
+            revoked: false,
+        })
+        .await
+        .unwrap();
+    let handler = app
+        .token_as("water-1", "water-1-desk", "department_handler", STREET)
+        .await;
+    let listed = get_ok(&app, &handler, "/v1/requests").await;
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["documentId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [transferred.to_string()]);
+    let (status, _) = get(&app, &handler, "/v1/requests?department=parks").await;
+    assert_eq!(status, 403);
+    get_ok(
+        &app,
+        &handler,
+        &format!("/v1/documents/{transferred}/history"),
+    )
+    .await;
+    let (status, _) = get(
+        &app,
+        &handler,
+        &format!("/v1/documents/{immediate}/history"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let history = get_ok(&app, &handler, "/v1/history?from=2020-01-01").await;
+    let docs: BTreeSet<&str> = history["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["documentId"].as_str().unwrap())
+        .collect();
+    assert_eq!(docs, BTreeSet::from([transferred.to_string().as_str()]));
+
+    // The area history of community A for its supervisor: every change there, no other area's.
+    let history = get_ok(&app, &sup_a, "/v1/history").await;
+    let areas: BTreeSet<&str> = history["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["area"].as_str().unwrap())
+        .collect();
+    assert!(!areas.is_empty());
+    assert!(
+        areas.iter().all(|a| a.starts_with(COMMUNITY_A)),
+        "{areas:?}"
+    );
+    let kinds: BTreeSet<&str> = history["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["request", "visit"]),
+        "a supervisor's history shows no households"
+    );
 }
 
 crate::both_backends!(
