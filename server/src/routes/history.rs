@@ -185,18 +185,21 @@ pub struct HistoryParams {
     pub after: Option<String>,
     /// At most this many changes (default and maximum 1,000).
     pub limit: Option<i64>,
+    /// `json` (default) or `csv`.
+    pub format: Option<crate::routes::read::Format>,
 }
 
 /// Every change to the documents of an area over a period that the caller may read.
 #[utoipa::path(get, path = "/v1/history", params(HistoryParams), tag = "audit",
     security(("bearer" = [])),
     responses((status = 200, description = "Changes in cursor order", body = ChangesPage),
+              (status = 200, description = "The same changes as CSV; the next cursor in `x-next-page`", body = String, content_type = "text/csv"),
               (status = 403, description = "Outside the caller's area")))]
 pub async fn area_history(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
     Query(params): Query<HistoryParams>,
-) -> Result<Json<ChangesPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let area = checked_area(&identity, params.area.as_deref())?;
     let mut filter = filter_for(&identity, area)?;
     let zone = state.settings.documents.utc_offset_secs;
@@ -217,7 +220,13 @@ pub async fn area_history(
         .changes_after(after, &filter, limit)
         .await
         .map_err(storage)?;
-    Ok(Json(page(rows, params.after)))
+    let page = page(rows, params.after);
+    Ok(match params.format.unwrap_or_default() {
+        crate::routes::read::Format::Json => Json(page).into_response(),
+        crate::routes::read::Format::Csv => {
+            crate::routes::read::csv(&page.changes, Some(page.next))
+        }
+    })
 }
 
 fn page(rows: Vec<ChangeRow>, since: Option<String>) -> ChangesPage {

@@ -188,7 +188,7 @@ fn respond<T: Serialize>(
 
 /// Rows as CSV: one column per field (in the JSON's order), nested values as JSON text. The
 /// next page's token, if any, is in the `x-next-page` header.
-fn csv<T: Serialize>(items: &[T], next: Option<String>) -> Response {
+pub(crate) fn csv<T: Serialize>(items: &[T], next: Option<String>) -> Response {
     let rows: Vec<serde_json::Map<String, serde_json::Value>> = items
         .iter()
         .filter_map(|item| match serde_json::to_value(item) {

@@ -921,6 +921,17 @@ async fn a_supervisor_sees_only_their_area_and_no_residents(backend: Backend) {
     assert_eq!(docs, BTreeSet::from([transferred.to_string().as_str()]));
 
     // The area history of community A for its supervisor: every change there, no other area's.
+    let response = reqwest::Client::new()
+        .get(app.http_url("/v1/history?format=csv"))
+        .bearer_auth(&sup_a)
+        .send()
+        .await
+        .unwrap();
+    let csv = response.text().await.unwrap();
+    assert!(
+        csv.starts_with("cursor,documentId,") || csv.contains("summary"),
+        "{csv}"
+    );
     let history = get_ok(&app, &sup_a, "/v1/history").await;
     let areas: BTreeSet<&str> = history["changes"]
         .as_array()
@@ -1086,6 +1097,75 @@ async fn a_long_poll_wakes_up_for_a_new_change() {
         json!(household.to_string())
     );
     assert_eq!(page["changes"][0]["kind"], "household");
+}
+
+/// The feed as server-sent events: each change an event whose ID is its cursor, and a stream
+/// resumed with `Last-Event-ID` starts after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_streams_server_sent_events_and_resumes_from_the_last_id() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let app = field_app(&db).await;
+    let admin = app.token_as("admin", "admin-desk", "admin", "/city").await;
+    let secretary = Author::new(&app, "sec-a", "secretary", COMMUNITY_A).await;
+    let first = secretary.household(GRID_1, "1-1-101", &["王芳"]).await;
+    let second = secretary.household(GRID_1, "1-1-102", &["李雷"]).await;
+
+    /// Reads the stream until `count` `change` events arrived; returns (id, document) pairs.
+    async fn read_events(
+        app: &TestApp,
+        token: &str,
+        last_id: Option<&str>,
+        count: usize,
+    ) -> Vec<(String, String)> {
+        let mut request = reqwest::Client::new()
+            .get(app.http_url("/v1/changes"))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id);
+        }
+        let mut response = request.send().await.unwrap();
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut text = String::new();
+        let mut events = Vec::new();
+        while events.len() < count {
+            let chunk = tokio::time::timeout(WAIT, response.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                };
+                if field("event:").as_deref() == Some("change") {
+                    let data: Value = serde_json::from_str(&field("data:").unwrap()).unwrap();
+                    events.push((
+                        field("id:").unwrap(),
+                        data["documentId"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+        events
+    }
+
+    let both = read_events(&app, &admin, None, 2).await;
+    assert_eq!(
+        both.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+        [first.to_string(), second.to_string()]
+    );
+    let resumed = read_events(&app, &admin, Some(&both[0].0), 1).await;
+    assert_eq!(resumed, both[1..]);
 }
 
 /// Every route the server serves is in `/openapi.json`, and every documented route is served.
