@@ -10,6 +10,12 @@
 //!
 //! When the connection ends, each session is reset to its persisted part (the shared heads),
 //! as automerge's sync protocol requires, so the next connection exchanges only what is new.
+//!
+//! A conversation can stall: automerge's sync sends nothing more while it waits for an answer,
+//! and an answer can be lost (a server that refused a message for a passing reason, a race
+//! between a connection ending and the next one starting). When documents wait and nothing
+//! has arrived from the server for [`STALL`], their sessions are reset the same way and offered
+//! again. Sync messages are idempotent, so a needless retry costs only bytes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +37,10 @@ use crate::error::ClientError;
 use crate::event::{ClientEvent, Origin, SyncState};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long documents may wait for the server, with nothing arriving, before they are offered
+/// again with fresh sessions.
+const STALL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A connection that completed its handshake.
 pub(crate) struct OpenConnection {
@@ -175,7 +185,9 @@ impl OpenConnection {
                     return self.finish(shared, false).await;
                 }
             }
-            shared.publish_status(SyncState::Syncing, session.in_flight(shared));
+            let in_flight = session.in_flight(shared);
+            shared.publish_status(SyncState::Syncing, in_flight);
+            let waiting = in_flight || shared.docs().values().any(|l| l.unsent > 0);
             tokio::select! {
                 frame = self.socket.next() => {
                     let bytes = match frame {
@@ -205,6 +217,9 @@ impl OpenConnection {
                 _ = shared.local_change.notified() => {
                     let dirty = shared.take_dirty();
                     outgoing = session.offer(shared, dirty);
+                }
+                _ = tokio::time::sleep(STALL), if waiting => {
+                    outgoing = session.retry_stalled(shared);
                 }
                 _ = stop.cancelled() => {
                     return self.finish(shared, true).await;
@@ -317,6 +332,43 @@ impl ConnectionState {
                 data,
             }
         }
+    }
+
+    /// Resets the sessions of the documents that wait for the server (active and not in sync,
+    /// or holding unacknowledged changes) and offers them again (see [`STALL`]).
+    fn retry_stalled(&mut self, shared: &Shared) -> Vec<Message> {
+        let stalled: Vec<DocumentId> = {
+            let mut docs = shared.docs();
+            docs.iter_mut()
+                .filter(|(id, local)| {
+                    let active = self.active.contains(id);
+                    (active && local.availability == Availability::Requested)
+                        || (local.availability == Availability::Ready
+                            && ((active && !local.session.is_in_sync(&local.doc))
+                                || local.unsent > 0))
+                })
+                .map(|(id, local)| {
+                    let state = local.session.persisted_state();
+                    local.session = DocSession::resume(&state).unwrap_or_default();
+                    *id
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        if !stalled.is_empty() {
+            tracing::info!(
+                documents = stalled.len(),
+                "no answer from the server; offering again"
+            );
+            out = self.offer(shared, stalled);
+        }
+        if self.awaiting_catch_up {
+            out.push(Message::ChangedDocsRequest {
+                sender_id: shared.peer_id.clone(),
+                target_id: self.server.clone(),
+            });
+        }
+        out
     }
 
     /// Whether some active document still waits for the server.

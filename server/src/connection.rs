@@ -451,25 +451,33 @@ impl Connection {
             .await;
             return;
         };
-        let held = match self.state.store.device_documents(key).await {
-            Ok(held) => held,
-            Err(e) => {
-                self.state.metrics.storage_errors.inc();
-                tracing::error!(error = %e, "reading the device's documents failed");
-                self.send_error(
-                    socket,
-                    Some(peer.remote.clone()),
-                    "storage unavailable, try again later".into(),
-                )
-                .await;
-                return;
+        // Watch first, then answer: a change committed after the watch is in place is announced
+        // by the watch, one committed before it is in the answer; at worst a document is named
+        // twice. Watching needs the IDs, so the documents are read once to learn them and once
+        // more, after the watch, for the answer: a change committed between the first read and
+        // the watch would otherwise be in neither.
+        let mut held = Vec::new();
+        for pass in 0..2 {
+            held = match self.state.store.device_documents(key).await {
+                Ok(held) => held,
+                Err(e) => {
+                    self.state.metrics.storage_errors.inc();
+                    tracing::error!(error = %e, "reading the device's documents failed");
+                    self.send_error(
+                        socket,
+                        Some(peer.remote.clone()),
+                        "storage unavailable, try again later".into(),
+                    )
+                    .await;
+                    return;
+                }
+            };
+            if pass == 0 {
+                let ids: Vec<DocumentId> = held.iter().map(|(id, _)| *id).collect();
+                self.state.hub.watch(peer, &ids);
+                self.watched.extend_from_slice(&ids);
             }
-        };
-        // Watch first, then answer: a change committed after the query is announced by the
-        // watch, one committed before it is in the answer; at worst a document is named twice.
-        let ids: Vec<DocumentId> = held.iter().map(|(id, _)| *id).collect();
-        self.state.hub.watch(peer, &ids);
-        self.watched.extend_from_slice(&ids);
+        }
         let changed = held
             .into_iter()
             .filter_map(|(id, changed)| changed.then_some(id))

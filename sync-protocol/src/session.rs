@@ -158,6 +158,13 @@ impl DocSession {
         let message = vet(message)?;
         let heads_before = doc.get_heads();
         let state = &mut self.state;
+        // A peer that names a change in `need` does not have it, whatever we sent before: it was
+        // lost, or refused, or is waiting there for a dependency. Automerge never sends a change
+        // twice in one session, so without this the two sides would ask and answer forever
+        // without it moving.
+        for hash in &message.need {
+            state.sent_hashes.remove(hash);
+        }
         // AssertUnwindSafe: if automerge panics half-way, `doc` and `state` may be inconsistent,
         // and we say so: ApplyFailed tells the caller to drop both and reload from storage.
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {

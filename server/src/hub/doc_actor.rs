@@ -516,6 +516,12 @@ impl DocActor {
                     return Err(Refusal::Storage { doc: doc_id });
                 }
             }
+        } else if let Some((_, session)) = candidate.take() {
+            // The message carried only changes this document already has (a device resending
+            // after a reconnect): nothing to store, but the session must still learn what the
+            // message said (the peer's heads, what it has and needs). Keeping the old session
+            // would answer every resend the same way, and the two sides would talk forever.
+            slot.session = session;
         }
 
         let unrecorded = self.sessions.get(&peer.conn).is_some_and(|s| !s.recorded);

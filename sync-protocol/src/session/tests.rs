@@ -394,3 +394,58 @@ proptest! {
         let _ = session.generate(&doc);
     }
 }
+
+/// A change the peer asks for by name is sent again, even though this session sent it once:
+/// the first copy was lost (the server refused the message for a passing reason and kept its
+/// old state). Automerge alone never sends a change twice in one session, so the server, which
+/// cannot apply the next change without it, would ask for it forever.
+#[test]
+fn a_change_asked_for_by_name_is_sent_again() {
+    let mut base = Automerge::new();
+    base.transact(|tx| tx.put(ROOT, "household", "3-2-401"))
+        .unwrap();
+    let mut device = Peer::new(base.fork());
+    let mut server = Peer::new(base.fork());
+    // Agree on the base first.
+    let mut to_server = device.session.generate(&device.doc);
+    while let Some(message) = to_server.take() {
+        if let Some(reply) = server.receive(&message) {
+            to_server = device.receive(&reply);
+        }
+    }
+    device
+        .doc
+        .transact(|tx| tx.put(ROOT, "heard", "lift broken"))
+        .unwrap();
+    let first = device.doc.get_heads()[0];
+    let lost = device
+        .session
+        .generate(&device.doc)
+        .expect("the first change");
+    assert_eq!(DocSession::decode(&lost).unwrap().changes.len(), 1);
+
+    // The next change goes out alone, and the server cannot apply it without the first.
+    device
+        .doc
+        .transact(|tx| tx.put(ROOT, "visitor", "Wang"))
+        .unwrap();
+    let second = device
+        .session
+        .generate(&device.doc)
+        .expect("the second change");
+    assert_eq!(DocSession::decode(&second).unwrap().changes.len(), 1);
+    let named = server
+        .receive(&second)
+        .expect("the server names what it lacks");
+    assert_eq!(DocSession::decode(&named).unwrap().need, [first]);
+
+    // Asked by name, the device sends the first change again, and the two agree.
+    let again = device.receive(&named).expect("the device answers the need");
+    assert_eq!(
+        DocSession::decode(&again).unwrap().changes.len(),
+        1,
+        "the first change is sent again"
+    );
+    server.receive(&again);
+    assert_eq!(server.doc.get_heads(), device.doc.get_heads());
+}
