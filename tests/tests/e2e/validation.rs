@@ -82,9 +82,24 @@ async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
             data,
         })
         .await;
+    // The server may first ask what Mallory has (when the message only announced heads): keep
+    // answering until it judges the change.
     let error = loop {
         match mallory.recv().await {
             Some(Message::Error { message, .. }) => break message,
+            Some(Message::Sync { data, .. }) => {
+                let effects = session.on_message(&mut doc, &data).unwrap();
+                if let Some(reply) = effects.send {
+                    mallory
+                        .send(&Message::Sync {
+                            sender_id: mallory.peer_id.clone(),
+                            target_id: mallory.peer_id.clone(),
+                            document_id: id,
+                            data: reply,
+                        })
+                        .await;
+                }
+            }
             Some(_) => continue,
             None => panic!("no error reported"),
         }
