@@ -1,0 +1,475 @@
+//! `lianxin-bench`: Lianxin's benchmark suite. It starts a real `lianxin-server` process on
+//! loopback (SQLite, or Postgres with `--postgres URL`), drives it with real SDK clients in this
+//! process, and prints one JSON line per figure, then a table. Run it with `bench/run`.
+//!
+//! Workloads (see `bench/RESULTS.md` for what each measures and the figures of this machine):
+//!
+//! - `A*`: Automerge itself, in process, on the same documents: create, save, load, sync.
+//! - `W1`: one device creates N visit documents offline, then connects: time until the server
+//!   has committed all N.
+//! - `W2`: a fresh device with an empty store fetches all N.
+//! - `W3`: 1% of the N edited on the first device: time until the second sees every edit;
+//!   messages and bytes exchanged.
+//! - `W4`: D devices each upload a handful of changes at once; accepted changes per second and
+//!   p50 / p99 time from the edit to its arrival on a subscribed device.
+//! - `W5`: the server's peak resident memory after the above.
+//! - `W6`: C idle websocket connections: time to open them and the server's memory.
+
+mod server;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjType, ROOT, ReadDoc};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use lianxin_client::{Client, ClientConfig, ClientEvent, DocumentId, Origin};
+use lianxin_protocol::domain::builders::{self, Common, VisitInit};
+use lianxin_protocol::domain::{AreaPath, LocalDate};
+use serde_json::json;
+
+use server::{AREA, Server};
+
+#[derive(Debug, Parser)]
+#[command(name = "lianxin-bench", about = "Lianxin benchmark suite")]
+struct Args {
+    /// Documents for W1–W3 and the Automerge figures.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Devices for W4.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Changes per device in W4.
+    #[arg(long, default_value_t = 5)]
+    changes: usize,
+    /// Idle connections for W6 (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
+    /// Run against Postgres: a URL of a server and database to create a fresh database from.
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+/// Collects figures, printing each as a JSON line.
+struct Report {
+    backend: &'static str,
+    n: usize,
+    rows: Vec<(String, String, f64, String)>,
+}
+
+impl Report {
+    fn figure(&mut self, workload: &str, metric: &str, value: f64, unit: &str) {
+        println!(
+            "{}",
+            json!({"workload": workload, "backend": self.backend, "n": self.n,
+                   "metric": metric, "value": value, "unit": unit})
+        );
+        self.rows
+            .push((workload.into(), metric.into(), value, unit.into()));
+    }
+
+    fn table(&self) {
+        println!(
+            "\n| workload | metric | value | unit |  ({}, N = {}, {} cores)\n|---|---|---:|---|",
+            self.backend,
+            self.n,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        for (w, m, v, u) in &self.rows {
+            println!("| {w} | {m} | {v:.3} | {u} |");
+        }
+    }
+}
+
+/// A visit of about 1.1 KB: the schema's fields, a dozen more, and three nested requests.
+fn visit(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    i: usize,
+    user: &str,
+) -> Result<(), automerge::AutomergeError> {
+    let common = Common {
+        area: AreaPath::new(AREA).expect("area"),
+        created_by: user.into(),
+        created_at: 1_767_578_400_000 + i as i64,
+    };
+    let init = VisitInit {
+        household: format!("household-{i:06}"),
+        date: LocalDate::new(2026, 1, 5).expect("date"),
+        visitors: vec![user.into(), "partner-secretary".into()],
+        heard: "The lift in building 3 stops between floors; the stairwell light is out.".into(),
+        people_received: 2,
+        requests: vec![],
+    };
+    builders::init_visit(tx, &common, &init).map_err(|_| automerge::AutomergeError::Fail)?;
+    for (key, value) in [
+        ("building", "3"),
+        ("unit", "2"),
+        ("floor", "4"),
+        ("room", "401"),
+        ("weather", "light rain"),
+        ("channel", "door-to-door"),
+        ("followUp", "call back after the repair"),
+        ("topic", "housing and public facilities"),
+        ("mood", "worried but cooperative"),
+        ("language", "Mandarin"),
+    ] {
+        tx.put(ROOT, key, value)?;
+    }
+    tx.put(ROOT, "durationMinutes", 25_i64)?;
+    tx.put(ROOT, "tick", 0_i64)?;
+    let notes = tx.put_object(ROOT, "notes", ObjType::List)?;
+    for (n, (category, description)) in [
+        (
+            "facilities",
+            "Lift stops between floors 3 and 4 about twice a week.",
+        ),
+        (
+            "safety",
+            "Stairwell light on floor 4 has been out for ten days.",
+        ),
+        (
+            "environment",
+            "Refuse bins by the gate overflow on weekends.",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let note = tx.insert_object(&notes, n, ObjType::Map)?;
+        tx.put(&note, "category", category)?;
+        tx.put(&note, "description", description)?;
+        tx.put(&note, "urgency", "normal")?;
+    }
+    Ok(())
+}
+
+fn seconds(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Automerge alone, in this process, on the same documents.
+fn automerge_baseline(report: &mut Report, n: usize) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let docs: Vec<Automerge> = (0..n)
+        .map(|i| {
+            let mut doc = Automerge::new();
+            doc.transact(|tx| visit(tx, i, "bench-writer"))
+                .map_err(|f| f.error)?;
+            Ok(doc)
+        })
+        .collect::<Result<_, automerge::AutomergeError>>()?;
+    report.figure("A", "create", seconds(start), "s");
+    let start = Instant::now();
+    let saved: Vec<Vec<u8>> = docs.iter().map(|d| d.save()).collect();
+    report.figure("A", "save", seconds(start), "s");
+    let bytes: usize = saved.iter().map(Vec::len).sum();
+    report.figure("A", "bytes per document", (bytes / n.max(1)) as f64, "B");
+    let start = Instant::now();
+    let loaded: Vec<Automerge> = saved
+        .iter()
+        .map(|b| Automerge::load(b))
+        .collect::<Result<_, _>>()?;
+    report.figure("A", "load", seconds(start), "s");
+    let start = Instant::now();
+    for doc in &loaded {
+        use automerge::sync::SyncDoc;
+        let mut empty = Automerge::new();
+        let (mut a, mut b) = (automerge::sync::State::new(), automerge::sync::State::new());
+        loop {
+            let mut quiet = true;
+            if let Some(m) = doc.generate_sync_message(&mut a) {
+                empty.receive_sync_message(&mut b, m)?;
+                quiet = false;
+            }
+            if let Some(m) = empty.generate_sync_message(&mut b) {
+                let mut d = doc.clone();
+                d.receive_sync_message(&mut a, m)?;
+                quiet = false;
+            }
+            if quiet {
+                break;
+            }
+        }
+    }
+    report.figure("A", "in-memory sync to an empty peer", seconds(start), "s");
+    Ok(())
+}
+
+async fn connected(server: &Server, user: &str, role: &str) -> anyhow::Result<Client> {
+    let token = server.person(user, role).await?;
+    let client = Client::in_memory(ClientConfig::default()).await?;
+    client.connect(&server.ws_url(), &token).await?;
+    Ok(client)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let server = Server::start(args.postgres.as_deref(), None).await?;
+    let mut report = Report {
+        backend: server.backend,
+        n: args.n,
+        rows: Vec::new(),
+    };
+    automerge_baseline(&mut report, args.n)?;
+    let wait = Duration::from_secs(600);
+
+    // W1: one device creates N documents offline, then syncs them up.
+    let writer_token = server.person("writer", "secretary").await?;
+    let writer = Client::in_memory(ClientConfig::default()).await?;
+    let mut ids = Vec::with_capacity(args.n);
+    let start = Instant::now();
+    for i in 0..args.n {
+        ids.push(writer.create(|tx| visit(tx, i, "writer")).await?);
+    }
+    report.figure("W1", "create offline on the device", seconds(start), "s");
+    let start = Instant::now();
+    writer.connect(&server.ws_url(), &writer_token).await?;
+    writer.wait_up_to_date(wait).await?;
+    report.figure("W1", "upload until all committed", seconds(start), "s");
+    let sent = writer.stats();
+    report.figure("W1", "messages sent", sent.messages_sent as f64, "");
+
+    // W2: a fresh device pulls all N.
+    let reader = connected(&server, "reader", "secretary").await?;
+    let start = Instant::now();
+    let fetches = futures_util::stream::iter(ids.iter().copied())
+        .map(|id| reader.fetch(id, wait))
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await;
+    for fetched in fetches {
+        fetched?;
+    }
+    report.figure("W2", "fresh pull of all", seconds(start), "s");
+    let (peak, _) = server.memory_kib();
+    report.figure("W2", "server peak RSS", peak as f64 / 1024.0, "MiB");
+
+    // W3: 1% edited on the writer; time until the reader has every edit.
+    let edited: Vec<DocumentId> = ids.iter().copied().step_by(100).collect();
+    let (w0, r0) = (writer.stats(), reader.stats());
+    let start = Instant::now();
+    for id in &edited {
+        writer
+            .change(*id, |tx| tx.put(ROOT, "heard", "lift repaired on Tuesday"))
+            .await?;
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let done = edited.iter().all(|id| {
+            reader
+                .read(*id, |d| {
+                    d.get(ROOT, "heard")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|(v, _)| v.as_str() == Some("lift repaired on Tuesday"))
+                })
+                .unwrap_or(false)
+        });
+        if done {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "W3 never finished");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    report.figure("W3", "edits until all seen", seconds(start), "s");
+    report.figure("W3", "documents edited", edited.len() as f64, "");
+    let (w1, r1) = (writer.stats(), reader.stats());
+    let messages = (w1.messages_sent - w0.messages_sent)
+        + (w1.messages_received - w0.messages_received)
+        + (r1.messages_sent - r0.messages_sent)
+        + (r1.messages_received - r0.messages_received);
+    let bytes = (w1.bytes_sent - w0.bytes_sent)
+        + (w1.bytes_received - w0.bytes_received)
+        + (r1.bytes_sent - r0.bytes_sent)
+        + (r1.bytes_received - r0.bytes_received);
+    report.figure(
+        "W3",
+        "messages (both devices, both ways)",
+        messages as f64,
+        "",
+    );
+    report.figure("W3", "bytes (both devices, both ways)", bytes as f64, "B");
+
+    // W4: D devices, each uploading a handful of changes at once, watched by one subscriber.
+    let mut devices = Vec::with_capacity(args.devices);
+    for d in 0..args.devices {
+        let client = connected(&server, &format!("field-{d}"), "grid_worker").await?;
+        let id = client
+            .create(|tx| visit(tx, d, &format!("field-{d}")))
+            .await?;
+        client.wait_synced(id, wait).await?;
+        devices.push((client, id));
+    }
+    let watcher = Arc::new(connected(&server, "watcher", "secretary").await?);
+    for (_, id) in &devices {
+        watcher.fetch(*id, wait).await?;
+    }
+    let mut events = watcher.subscribe();
+    let expected = args.devices * args.changes;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let collector = {
+        let watcher = watcher.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(expected);
+            let mut last: HashMap<DocumentId, i64> = HashMap::new();
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = &mut stopped => break,
+                };
+                match event {
+                    Ok(ClientEvent::DocumentChanged {
+                        id,
+                        origin: Origin::Remote,
+                        ..
+                    }) => {
+                        let now = now_ms();
+                        let ticks = watcher
+                            .read(id, |d| match d.get(ROOT, "tick") {
+                                Ok(Some((v, _))) => v.as_i64().unwrap_or(0),
+                                _ => 0,
+                            })
+                            .unwrap_or(0);
+                        // One event may bring several edits; each edit stores its own time in
+                        // `tick`, so the latest is the one measured, the others count as seen.
+                        let seen = last.entry(id).or_insert(0);
+                        if ticks > *seen {
+                            *seen = ticks;
+                            latencies.push(now - ticks);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            latencies
+        })
+    };
+    let start = Instant::now();
+    let mut uploads = Vec::new();
+    for (client, id) in devices {
+        let changes = args.changes;
+        uploads.push(tokio::spawn(async move {
+            for _ in 0..changes {
+                let stamp = now_ms();
+                client.change(id, |tx| tx.put(ROOT, "tick", stamp)).await?;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            client.wait_up_to_date(Duration::from_secs(600)).await?;
+            anyhow::Ok((client, id))
+        }));
+    }
+    let mut finished = Vec::new();
+    for upload in uploads {
+        finished.push(upload.await??);
+    }
+    let elapsed = seconds(start);
+    // Every device's last edit has reached the subscriber: then stop measuring.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = finished.iter().all(|(client, id)| {
+            let tick = |c: &Client| {
+                c.read(*id, |d| match d.get(ROOT, "tick") {
+                    Ok(Some((v, _))) => v.as_i64().unwrap_or(0),
+                    _ => 0,
+                })
+                .unwrap_or(-1)
+            };
+            tick(client) == tick(&watcher)
+        });
+        if all {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the subscriber did not see every change");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop.send(());
+    report.figure("W4", "devices", args.devices as f64, "");
+    report.figure(
+        "W4",
+        "accepted changes per second",
+        expected as f64 / elapsed,
+        "1/s",
+    );
+    let mut latencies = collector.await?;
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    report.figure(
+        "W4",
+        "edits measured at the subscriber",
+        latencies.len() as f64,
+        "",
+    );
+    report.figure("W4", "p50 edit to arrival", pick(0.50) as f64, "ms");
+    report.figure("W4", "p99 edit to arrival", pick(0.99) as f64, "ms");
+
+    // W5: the server's memory after all of the above.
+    let (peak, now) = server.memory_kib();
+    report.figure(
+        "W5",
+        "server peak RSS after W1-W4",
+        peak as f64 / 1024.0,
+        "MiB",
+    );
+    report.figure("W5", "server RSS now", now as f64 / 1024.0, "MiB");
+    drop(finished);
+
+    // W6: idle connections.
+    if args.connections > 0 {
+        let token = server.person("idle", "volunteer").await?;
+        let before = server.memory_kib().1;
+        let start = Instant::now();
+        let mut sockets = Vec::with_capacity(args.connections);
+        for c in 0..args.connections {
+            let mut request =
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                    server.ws_url(),
+                )?;
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse()?);
+            let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+            let join = lianxin_protocol::Message::Join {
+                sender_id: lianxin_protocol::PeerId::new(format!("idle-{c}"))?,
+                supported_protocol_versions: vec!["1".into()],
+                peer_metadata: None,
+            };
+            socket
+                .send(tokio_tungstenite::tungstenite::Message::Binary(
+                    join.encode().into(),
+                ))
+                .await?;
+            socket.next().await.context("no peer answer")??;
+            sockets.push(socket);
+        }
+        report.figure("W6", "connections", args.connections as f64, "");
+        report.figure("W6", "time to open them", seconds(start), "s");
+        let (_, after) = server.memory_kib();
+        report.figure(
+            "W6",
+            "server RSS with them open",
+            after as f64 / 1024.0,
+            "MiB",
+        );
+        report.figure(
+            "W6",
+            "server RSS per connection",
+            (after.saturating_sub(before)) as f64 * 1024.0 / args.connections as f64,
+            "B",
+        );
+    }
+    report.table();
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The server under test: a real `lianxin-server` process on loopback, over a fresh SQLite
+//! file or a fresh Postgres database, with an area, users and devices registered, and tokens
+//! signed with the HS256 secret it was started with.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use sqlx::Connection;
+
+/// The area every benchmark document and user lives in.
+pub const AREA: &str = "/city/street-1/community-1";
+const SECRET: &str = "lianxin-bench-secret-not-for-production";
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub backend: &'static str,
+    data_dir: PathBuf,
+    http: reqwest::Client,
+    admin_token: String,
+}
+
+impl Server {
+    /// Starts `lianxin-server` (beside this binary) on a fresh database: SQLite when
+    /// `postgres` is `None`, else a new database on that Postgres server.
+    pub async fn start(
+        postgres: Option<&str>,
+        max_docs_in_memory: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .join("lianxin-server");
+        if !exe.exists() {
+            bail!(
+                "{} not found: build it with `cargo build --release -p lianxin-server`",
+                exe.display()
+            );
+        }
+        let tag = format!("{:08x}", rand::random::<u32>());
+        let data_dir = std::env::temp_dir().join(format!("lianxin-bench-{tag}"));
+        std::fs::create_dir_all(&data_dir)?;
+        let (url, backend) = match postgres {
+            None => (
+                format!("sqlite:{}", data_dir.join("bench.db").display()),
+                "sqlite",
+            ),
+            Some(admin) => {
+                let name = format!("lianxin_bench_{tag}");
+                let mut conn = sqlx::PgConnection::connect(admin).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await?;
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+                (format!("{base}/{name}"), "postgres")
+            }
+        };
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.local_addr()?.port()
+        };
+        let cli = |args: &[&str]| -> anyhow::Result<()> {
+            let status = Command::new(&exe)
+                .args(["--database-url", &url, "--data-dir"])
+                .arg(&data_dir)
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("lianxin-server {args:?} failed");
+            }
+            Ok(())
+        };
+        cli(&["migrate"])?;
+        for (path, level) in [
+            ("/city", "city"),
+            ("/city/street-1", "street"),
+            (AREA, "community"),
+        ] {
+            cli(&[
+                "area", "add", "--path", path, "--name", path, "--level", level,
+            ])?;
+        }
+        cli(&[
+            "user", "add", "--id", "admin", "--name", "admin", "--role", "admin", "--area", "/city",
+        ])?;
+        cli(&["device", "add", "--id", "admin-desk", "--user", "admin"])?;
+        let mut command = Command::new(&exe);
+        command
+            .args(["--database-url", &url, "--data-dir"])
+            .arg(&data_dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .env("LIANXIN_AUTH__HS256_SECRET", SECRET)
+            .env("LIANXIN_LIMITS__MAX_CONNECTIONS", "30000")
+            .env("LIANXIN_DATABASE__MAX_CONNECTIONS", "16")
+            .stdout(Stdio::null());
+        if let Some(cap) = max_docs_in_memory {
+            command.env("LIANXIN_LIMITS__MAX_DOCUMENTS_IN_MEMORY", cap.to_string());
+        }
+        let child = command.spawn()?;
+        let mut server = Self {
+            child,
+            port,
+            backend,
+            data_dir,
+            http: reqwest::Client::new(),
+            admin_token: String::new(),
+        };
+        server.admin_token = server.token("admin", "admin-desk", "admin", "/city");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = server.http.get(server.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(server)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/sync", self.port)
+    }
+
+    /// A token for `user` on `device`, signed as the server expects.
+    pub fn token(&self, user: &str, device: &str, role: &str, area: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({
+            "sub": user, "role": role, "scope": area, "device": device,
+            "iss": "lianxin", "aud": "lianxin-sync", "iat": now, "exp": now + 86_400,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("signing")
+    }
+
+    /// Registers a user with one device in [`AREA`] and returns a token for it.
+    pub async fn person(&self, user: &str, role: &str) -> anyhow::Result<String> {
+        let device = format!("{user}-phone");
+        for (path, body) in [
+            (
+                "/v1/admin/users",
+                json!({"id": user, "name": user, "role": role, "area": AREA}),
+            ),
+            ("/v1/admin/devices", json!({"id": device, "user": user})),
+        ] {
+            let response = self
+                .http
+                .post(self.url(path))
+                .bearer_auth(&self.admin_token)
+                .json(&body)
+                .send()
+                .await?;
+            if !response.status().is_success() && response.status().as_u16() != 409 {
+                bail!("{path}: {}", response.text().await?);
+            }
+        }
+        Ok(self.token(user, &device, role, AREA))
+    }
+
+    /// The server process's peak resident memory (VmHWM) and current (VmRSS), in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
