@@ -392,7 +392,10 @@ async fn main() -> anyhow::Result<()> {
         if all {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the subscriber did not see every change");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the subscriber did not see every change"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = stop.send(());

@@ -90,7 +90,18 @@ impl Server {
             "user", "add", "--id", "admin", "--name", "admin", "--role", "admin", "--area", "/city",
         ])?;
         cli(&["device", "add", "--id", "admin-desk", "--user", "admin"])?;
-        let mut command = Command::new(&exe);
+        // `LIANXIN_BENCH_WRAP` runs the server under a profiler, e.g.
+        // `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
+        let wrap = std::env::var("LIANXIN_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
         command
             .args(["--database-url", &url, "--data-dir"])
             .arg(&data_dir)
@@ -113,7 +124,7 @@ impl Server {
             admin_token: String::new(),
         };
         server.admin_token = server.token("admin", "admin-desk", "admin", "/city");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = server.http.get(server.url("/readyz")).send().await
                 && r.status().is_success()
@@ -196,6 +207,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM first, so the server (or a profiler around it) shuts down cleanly.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);

@@ -158,19 +158,21 @@ impl DocActor {
             };
             let Some(cmd) = cmd else { break };
             idle_since = None;
-            self.handle(cmd).await;
+            // Boxed: the future of handling a command (sqlx queries, vetting) is tens of
+            // kilobytes, and inlined it would make every idle actor's task that large.
+            Box::pin(self.handle(cmd)).await;
         }
         // Whatever is still queued (detaches from connections closing at the same time) is
         // handled so their sync states are saved.
         rx.close();
         while let Some(cmd) = rx.recv().await {
             if let DocCommand::Detach { conn } = cmd {
-                self.detach(conn).await;
+                Box::pin(self.detach(conn)).await;
             }
         }
         let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
         for conn in conns {
-            self.detach(conn).await;
+            Box::pin(self.detach(conn)).await;
         }
         self.ctx.metrics.documents_in_memory.dec();
         tracing::debug!("document left memory");
