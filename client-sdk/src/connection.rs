@@ -151,6 +151,7 @@ impl OpenConnection {
             server: self.server.clone(),
             active: HashSet::new(),
             awaiting_catch_up: false,
+            no_progress: std::collections::HashMap::new(),
         };
         let catch_up = match session.prepare(shared, &self.server_meta).await {
             Ok(catch_up) => catch_up,
@@ -254,7 +255,16 @@ struct ConnectionState {
     active: HashSet<DocumentId>,
     /// Asked the server which documents changed and have not heard back: not up to date yet.
     awaiting_catch_up: bool,
+    /// Per document with unsent changes: how many messages in a row changed neither its heads
+    /// nor what is unsent (see [`NO_PROGRESS`]).
+    no_progress: std::collections::HashMap<DocumentId, u32>,
 }
+
+/// Messages about one document that may pass without progress before its session is restarted.
+/// A healthy exchange needs a handful; a conversation that goes round in circles (both sides
+/// answering, neither applying anything) is broken by starting afresh from the shared heads, as
+/// a reconnect would.
+const NO_PROGRESS: u32 = 64;
 
 impl ConnectionState {
     /// Checks which server this is. A store that meets a different server (another database)
@@ -452,6 +462,7 @@ impl ConnectionState {
                 return Ok(Vec::new());
             };
             let before = local.doc.get_heads();
+            let unsent_before = local.unsent;
             let effects = match local.session.on_message(&mut local.doc, data) {
                 Ok(effects) => effects,
                 Err(e) => {
@@ -463,6 +474,23 @@ impl ConnectionState {
                 local.availability = Availability::Ready;
             }
             local.refresh_unsent();
+            let stuck =
+                if effects.heads_changed || local.unsent != unsent_before || local.unsent == 0 {
+                    self.no_progress.remove(&id);
+                    false
+                } else {
+                    let rounds = self.no_progress.entry(id).or_insert(0);
+                    *rounds += 1;
+                    *rounds >= NO_PROGRESS
+                };
+            if stuck {
+                self.no_progress.remove(&id);
+                tracing::warn!(doc_id = %id, "sync made no progress; restarting the conversation");
+                let state = local.session.persisted_state();
+                local.session = DocSession::resume(&state).unwrap_or_default();
+                drop(docs);
+                return Ok(self.offer(shared, [id]));
+            }
             let patches = if effects.heads_changed && local.availability == Availability::Ready {
                 local.doc.diff(&before, &local.doc.get_heads())
             } else {

@@ -368,9 +368,10 @@ async fn catch_up_brings_what_changed_while_offline_and_live_changes_after() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // …and the app heard of it, with patches.
+    // …and the app heard of it, with patches. The event follows the store write, which
+    // follows the in-memory change the loop above saw, so wait for it.
     let mut saw_remote = false;
-    while let Ok(event) = events.try_recv() {
+    while let Ok(Ok(event)) = tokio::time::timeout(WAIT, events.recv()).await {
         if let ClientEvent::DocumentChanged {
             id,
             origin: Origin::Remote,
@@ -380,6 +381,7 @@ async fn catch_up_brings_what_changed_while_offline_and_live_changes_after() {
         {
             assert!(!patches.is_empty());
             saw_remote = true;
+            break;
         }
     }
     assert!(saw_remote, "a DocumentChanged event for the remote change");
