@@ -109,7 +109,10 @@ impl Server {
             .env("RUST_LOG", "warn")
             .env("LIANXIN_AUTH__HS256_SECRET", SECRET)
             .env("LIANXIN_LIMITS__MAX_CONNECTIONS", "30000")
-            .env("LIANXIN_DATABASE__MAX_CONNECTIONS", "16")
+            .env(
+                "LIANXIN_DATABASE__MAX_CONNECTIONS",
+                std::env::var("LIANXIN_BENCH_POOL").unwrap_or_else(|_| "16".into()),
+            )
             .stdout(Stdio::null());
         if let Some(cap) = max_docs_in_memory {
             command.env("LIANXIN_LIMITS__MAX_DOCUMENTS_IN_MEMORY", cap.to_string());

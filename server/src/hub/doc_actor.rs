@@ -98,6 +98,11 @@ impl Loaded {
 struct SessionSlot {
     peer: Arc<Peer>,
     session: DocSession,
+    /// Change chunks this peer sent that could not be applied yet (a dependency was in none
+    /// of its messages so far). Each message is applied to a fork, so without this a change
+    /// whose dependency comes in a later message would be dropped with its fork, and two
+    /// messages that each lack what the other carries would be refused in turn forever.
+    pending: Vec<Vec<u8>>,
     /// Whether the store has a `sync_states` row for this device and document.
     recorded: bool,
 }
@@ -297,6 +302,7 @@ impl DocActor {
         let mut slot = SessionSlot {
             peer: peer.clone(),
             session,
+            pending: Vec::new(),
             recorded,
         };
         if stored {
@@ -377,16 +383,22 @@ impl DocActor {
                 });
             }
         };
+        let incoming: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
         let mut candidate = if message.changes.is_empty() {
             None
         } else {
-            Some((loaded.doc.fork(), slot.session.clone()))
+            let mut fork = loaded.doc.fork();
+            for chunk in &slot.pending {
+                // Queued by Automerge until their dependencies arrive.
+                let _ = fork.load_incremental(chunk);
+            }
+            Some((fork, slot.session.clone()))
         };
         let applied = match &mut candidate {
             Some((doc, session)) => session.apply_message(doc, message),
             None => slot.session.apply_message(&mut loaded.doc, message),
         };
-        let effects = match applied {
+        let mut effects = match applied {
             Ok(effects) => effects,
             Err(e) => {
                 self.ctx.metrics.malformed_messages.inc();
@@ -397,6 +409,23 @@ impl DocActor {
                 });
             }
         };
+        if let Some((fork, _)) = &candidate {
+            let before = loaded.doc.get_heads();
+            if fork.get_heads() != before {
+                // Counted from the stored document, so changes this peer sent earlier and that
+                // applied only now are stored too.
+                effects.heads_changed = true;
+                effects.persist = Some(fork.save_after(&before));
+            } else {
+                let room = self.ctx.limits.max_message_bytes;
+                let held: usize = slot.pending.iter().map(Vec::len).sum();
+                let adding: usize = incoming.iter().map(Vec::len).sum();
+                if held + adding > room {
+                    slot.pending.clear();
+                }
+                slot.pending.extend(incoming);
+            }
+        }
         let mut outcome = None;
         let mut record = None;
         if effects.heads_changed
@@ -486,6 +515,7 @@ impl DocActor {
                     if let Some((doc, session)) = candidate.take() {
                         loaded.doc = doc;
                         slot.session = session;
+                        slot.pending.clear();
                     }
                     if let Some(outcome) = &outcome {
                         loaded.info = Some(outcome.info.clone());

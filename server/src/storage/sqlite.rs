@@ -21,8 +21,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(config.acquire_timeout);
+        // SQLite has one writer at a time. With several pooled connections, writers fight for
+        // its lock, wait out the busy timeout and fail ("database is locked"); under a burst
+        // of uploads that collapsed (bench W1 at 3,000 documents did not finish in minutes).
+        // One connection makes them queue in the pool instead: 7.7 s for the same upload.
         let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
+            .max_connections(1)
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await?;
