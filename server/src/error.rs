@@ -42,6 +42,14 @@ impl ApiError {
     }
 }
 
+/// A storage failure is the server's problem, not the client's: logged, answered as
+/// "internal error".
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        ApiError::Unexpected(e.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

@@ -93,6 +93,11 @@ impl Loaded {
             None => !self.stored || allow_untyped,
         }
     }
+
+    /// What a change that leads to `after` does to this document, in words.
+    fn describe(&self, after: &Projected) -> String {
+        domain::describe(self.projected.as_ref().map(|p| &p.record), &after.record)
+    }
 }
 
 struct SessionSlot {
@@ -461,9 +466,7 @@ impl DocActor {
                 None => None,
             };
             let summary = match &projected {
-                Some(after) => {
-                    domain::describe(loaded.projected.as_ref().map(|p| &p.record), &after.record)
-                }
+                Some(after) => loaded.describe(after),
                 None => format!("{count} changes to an untyped document"),
             };
             record = Some((projected, count, client_time, summary));
@@ -706,9 +709,7 @@ impl DocActor {
         let bytes = assigned.save_after(&before);
         let projected = domain::project(&assigned, &self.ctx.projection).ok();
         let summary = match &projected {
-            Some(after) => {
-                domain::describe(loaded.projected.as_ref().map(|p| &p.record), &after.record)
-            }
+            Some(after) => loaded.describe(after),
             None => format!("assigned to {}", winner.volunteer),
         };
         let change_record = ChangeRecord {

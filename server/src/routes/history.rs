@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Authenticated, Identity};
 use crate::error::ApiError;
-use crate::routes::read::{checked_area, may_see, readable_kinds};
+use crate::routes::read::{checked_area, date, may_see, readable_kinds};
 use crate::state::AppState;
 use crate::storage::read_model::{ChangeFilter, ChangeRow};
 
@@ -96,10 +96,6 @@ fn parse_cursor(cursor: Option<&str>) -> Result<(i64, i64), ApiError> {
         .ok_or_else(|| ApiError::Invalid(format!("{cursor:?} is not a cursor")))
 }
 
-fn storage(e: crate::storage::StorageError) -> ApiError {
-    ApiError::Unexpected(e.into())
-}
-
 /// Which rows of the change log `identity` may see in `area`.
 fn filter_for(identity: &Identity, area: String) -> Result<ChangeFilter, ApiError> {
     let role = identity.actor.role;
@@ -148,7 +144,7 @@ pub async fn document_history(
 ) -> Result<Json<DocumentHistory>, ApiError> {
     // Unknown and forbidden look alike, as on the sync connection.
     let hidden = || ApiError::NotFound(format!("no document {id}"));
-    let rows = state.store.document_history(&id).await.map_err(storage)?;
+    let rows = state.store.document_history(&id).await?;
     let (kind, area) = rows
         .iter()
         .find_map(|row| Some((row.kind.clone()?, row.area.clone()?)))
@@ -158,7 +154,7 @@ pub async fn document_history(
         return Err(hidden());
     }
     if identity.actor.role == Role::DepartmentHandler && parsed == Kind::Request {
-        let transferred = state.store.request_department(&id).await.map_err(storage)?;
+        let transferred = state.store.request_department(&id).await?;
         if transferred.flatten() != identity.actor.department {
             return Err(hidden());
         }
@@ -203,23 +199,11 @@ pub async fn area_history(
     let area = checked_area(&identity, params.area.as_deref())?;
     let mut filter = filter_for(&identity, area)?;
     let zone = state.settings.documents.utc_offset_secs;
-    let day = |text: &Option<String>, name: &str| {
-        text.as_deref()
-            .map(|t| {
-                t.parse::<lianxin_protocol::domain::LocalDate>()
-                    .map_err(|e| ApiError::Invalid(format!("{name}: {e}")))
-            })
-            .transpose()
-    };
-    filter.from = day(&params.from, "from")?.map(|d| d.start_ms(zone));
-    filter.to = day(&params.to, "to")?.map(|d| d.end_ms(zone));
+    filter.from = date(params.from.as_deref(), "from")?.map(|d| d.start_ms(zone));
+    filter.to = date(params.to.as_deref(), "to")?.map(|d| d.end_ms(zone));
     let after = parse_cursor(params.after.as_deref())?;
     let limit = params.limit.unwrap_or(MAX_CHANGES).clamp(1, MAX_CHANGES);
-    let rows = state
-        .store
-        .changes_after(after, &filter, limit)
-        .await
-        .map_err(storage)?;
+    let rows = state.store.changes_after(after, &filter, limit).await?;
     let page = page(rows, params.after);
     Ok(match params.format.unwrap_or_default() {
         crate::routes::read::Format::Json => Json(page).into_response(),
@@ -291,11 +275,7 @@ pub async fn changes(
     loop {
         // Register for the notice before looking, so a commit in between is not missed.
         let notified = state.changes.notified();
-        let rows = state
-            .store
-            .changes_after(after, &filter, limit)
-            .await
-            .map_err(storage)?;
+        let rows = state.store.changes_after(after, &filter, limit).await?;
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(page(rows, params.since)).into_response());
         }

@@ -73,6 +73,16 @@ pub struct DateRange {
     pub to: Option<String>,
 }
 
+impl DateRange {
+    /// The range's days, checked, as `YYYY-MM-DD` (how the tables store dates).
+    fn days(&self) -> Result<(Option<String>, Option<String>), ApiError> {
+        let day = |value: &Option<String>, name| {
+            date(value.as_deref(), name).map(|d| d.map(|d| d.to_string()))
+        };
+        Ok((day(&self.from, "from")?, day(&self.to, "to")?))
+    }
+}
+
 /// The caller's view of the read model: area, role, zone.
 struct Viewer<'a> {
     identity: &'a Identity,
@@ -144,7 +154,7 @@ impl<'a> Viewer<'a> {
 }
 
 /// A date parameter, checked.
-fn date(value: Option<&str>, name: &str) -> Result<Option<LocalDate>, ApiError> {
+pub(crate) fn date(value: Option<&str>, name: &str) -> Result<Option<LocalDate>, ApiError> {
     value
         .map(|text| {
             text.parse::<LocalDate>()
@@ -164,10 +174,6 @@ fn ms_range(state: &AppState, range: &DateRange) -> Result<(Option<i64>, Option<
     let from = date(range.from.as_deref(), "from")?.map(|d| d.start_ms(zone));
     let to = date(range.to.as_deref(), "to")?.map(|d| d.end_ms(zone));
     Ok((from, to))
-}
-
-fn storage(e: crate::storage::StorageError) -> ApiError {
-    ApiError::Unexpected(e.into())
 }
 
 /// The page of `items` as JSON or CSV; `key` gives the page token of an item.
@@ -287,7 +293,7 @@ pub async fn households(
     viewer.require(&[Kind::Household, Kind::Visit])?;
     let redact = !access::may_read(viewer.role(), Kind::Household);
     let scope = viewer.scope(&params)?;
-    let rows = state.store.list_households(&scope).await.map_err(storage)?;
+    let rows = state.store.list_households(&scope).await?;
     let items: Vec<HouseholdItem> = rows
         .into_iter()
         .map(|row| HouseholdItem {
@@ -350,16 +356,13 @@ pub async fn visits(
     let viewer = Viewer::new(&identity, params.area.as_deref())?;
     viewer.require(&[Kind::Visit])?;
     let scope = viewer.scope(&params)?;
+    let (from, to) = range.days()?;
     let filter = VisitFilter {
-        from: date(range.from.as_deref(), "from")?.map(|d| d.to_string()),
-        to: date(range.to.as_deref(), "to")?.map(|d| d.to_string()),
+        from,
+        to,
         household: visit.household,
     };
-    let rows = state
-        .store
-        .list_visits(&scope, &filter)
-        .await
-        .map_err(storage)?;
+    let rows = state.store.list_visits(&scope, &filter).await?;
     let items: Vec<VisitItem> = rows
         .into_iter()
         .map(|row| VisitItem {
@@ -474,13 +477,9 @@ pub async fn requests(
         filter.department = Some(department);
         filter.track = Some("transfer".into());
     }
-    let rows = state
-        .store
-        .list_requests(&scope, &filter)
-        .await
-        .map_err(storage)?;
+    let rows = state.store.list_requests(&scope, &filter).await?;
     let docs: Vec<String> = rows.iter().map(|r| r.document_id.clone()).collect();
-    let mut events = state.store.request_events(&docs).await.map_err(storage)?;
+    let mut events = state.store.request_events(&docs).await?;
     let items: Vec<RequestItem> = rows
         .into_iter()
         .map(|row| {
@@ -586,11 +585,7 @@ pub async fn orders(
     viewer.require(&[Kind::Order])?;
     let scope = viewer.scope(&params)?;
     let filter = order_filter(&state, &range, order)?;
-    let rows = state
-        .store
-        .list_orders(&scope, &filter)
-        .await
-        .map_err(storage)?;
+    let rows = state.store.list_orders(&scope, &filter).await?;
     let items: Vec<OrderItem> = rows
         .into_iter()
         .map(|row| OrderItem {
@@ -657,8 +652,7 @@ pub async fn order_summary(
     let rows = state
         .store
         .order_groups(&viewer.area, &filter, group.by)
-        .await
-        .map_err(storage)?;
+        .await?;
     let items: Vec<OrderGroupItem> = rows
         .into_iter()
         .map(|row| OrderGroupItem {
@@ -711,8 +705,7 @@ pub async fn station_summary(
 ) -> Result<Response, ApiError> {
     let viewer = Viewer::new(&identity, params.area.as_deref())?;
     viewer.require(&[Kind::StationLog])?;
-    let from = date(range.from.as_deref(), "from")?.map(|d| d.to_string());
-    let to = date(range.to.as_deref(), "to")?.map(|d| d.to_string());
+    let (from, to) = range.days()?;
     let rows = state
         .store
         .station_groups(
@@ -722,8 +715,7 @@ pub async fn station_summary(
             station.station.as_deref(),
             station.period.unwrap_or(Period::Day),
         )
-        .await
-        .map_err(storage)?;
+        .await?;
     let items: Vec<StationSummaryItem> = rows
         .into_iter()
         .map(|row| StationSummaryItem {
@@ -808,20 +800,13 @@ pub async fn listening_days(
     let viewer = Viewer::new(&identity, params.area.as_deref())?;
     viewer.require(&[Kind::Visit])?;
     let split = split.by.unwrap_or_default();
-    let from = date(range.from.as_deref(), "from")?.map(|d| d.to_string());
-    let to = date(range.to.as_deref(), "to")?.map(|d| d.to_string());
+    let (from, to) = range.days()?;
     let days = state
         .store
         .visit_days(&viewer.area, from.as_deref(), to.as_deref())
-        .await
-        .map_err(storage)?;
+        .await?;
     let mut households = std::collections::BTreeMap::<String, i64>::new();
-    for row in state
-        .store
-        .household_counts(&viewer.area)
-        .await
-        .map_err(storage)?
-    {
+    for row in state.store.household_counts(&viewer.area).await? {
         *households
             .entry(node_of(&viewer.area, &row.area, split))
             .or_default() += row.count;
@@ -934,8 +919,7 @@ pub async fn stats(
             state
                 .store
                 .list_areas(&viewer.area)
-                .await
-                .map_err(storage)?
+                .await?
                 .into_iter()
                 .filter(|a| a.path.split('/').filter(|s| !s.is_empty()).count() == depth + 1)
                 .map(|a| a.path)
@@ -949,29 +933,16 @@ pub async fn stats(
     let mut items = Vec::with_capacity(nodes.len());
     for node in nodes {
         let store = &state.store;
-        let requests = store
-            .request_figures(&node, from_ms, to_ms, now)
-            .await
-            .map_err(storage)?;
-        let visits = store
-            .visit_figures(&node, &from_day, &to_day)
-            .await
-            .map_err(storage)?;
+        let requests = store.request_figures(&node, from_ms, to_ms, now).await?;
+        let visits = store.visit_figures(&node, &from_day, &to_day).await?;
         let households: i64 = store
             .household_counts(&node)
-            .await
-            .map_err(storage)?
+            .await?
             .iter()
             .map(|row| row.count)
             .sum();
-        let stations = store
-            .station_figures(&node, &from_day, &to_day)
-            .await
-            .map_err(storage)?;
-        let orders = store
-            .order_figures(&node, from_ms, to_ms)
-            .await
-            .map_err(storage)?;
+        let stations = store.station_figures(&node, &from_day, &to_day).await?;
+        let orders = store.order_figures(&node, from_ms, to_ms).await?;
         items.push(AreaStats {
             area: node,
             requests_collected: requests.collected,
@@ -999,7 +970,8 @@ pub async fn stats(
     Ok(respond(items, i64::MAX, params.format, |_| String::new()))
 }
 
-/// Whether `area` is a well-formed area path (used by the history routes too).
+/// The area `requested` (default: the caller's own), checked to be an area path within the
+/// caller's area (used by the history routes too).
 pub(crate) fn checked_area(
     identity: &Identity,
     requested: Option<&str>,

@@ -305,13 +305,11 @@ pub struct ChangeFilter {
 /// The statement fragments shared by the queries, as `concat!`-able literals.
 macro_rules! sql {
     (area $n:literal) => {
+        $crate::storage::read_model::sql!(area $n on "area")
+    };
+    (area $n:literal on $column:literal) => {
         concat!(
-            "(area = $",
-            $n,
-            " OR area LIKE $",
-            $n,
-            " || '/%' OR $",
-            $n,
+            "(", $column, " = $", $n, " OR ", $column, " LIKE $", $n, " || '/%' OR $", $n,
             " = '/')"
         )
     };
@@ -386,52 +384,54 @@ macro_rules! read_model_impl {
                 use lianxin_protocol::domain::Record;
                 let info = &projected.info;
                 let area = info.area.as_str();
-                let written = match &projected.record {
-                    Record::Household(h) => sqlx::query(
-                        "INSERT INTO households (document_id, seq, area, created_by, created_at, \
-                         address, residents, resident_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (document_id) DO UPDATE SET seq = excluded.seq, \
-                         address = excluded.address, residents = excluded.residents, \
-                         resident_count = excluded.resident_count \
-                         WHERE households.seq <= excluded.seq",
-                    )
-                    .bind(doc)
-                    .bind(seq)
-                    .bind(area)
-                    .bind(&info.created_by)
-                    .bind(info.created_at)
-                    .bind(&h.address)
-                    .bind(super::read_model::to_json(&h.residents))
-                    .bind(h.residents.len() as i32)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected(),
-                    Record::Visit(v) => sqlx::query(
-                        "INSERT INTO visits (document_id, seq, area, created_by, created_at, \
-                         household, visit_date, visitors, heard, people_received, requests, \
-                         on_listening_day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                         ON CONFLICT (document_id) DO UPDATE SET seq = excluded.seq, \
-                         household = excluded.household, visit_date = excluded.visit_date, \
-                         visitors = excluded.visitors, heard = excluded.heard, \
-                         people_received = excluded.people_received, requests = excluded.requests, \
-                         on_listening_day = excluded.on_listening_day \
-                         WHERE visits.seq <= excluded.seq",
-                    )
-                    .bind(doc)
-                    .bind(seq)
-                    .bind(area)
-                    .bind(&info.created_by)
-                    .bind(info.created_at)
-                    .bind(&v.household)
-                    .bind(v.date.to_string())
-                    .bind(super::read_model::to_json(&v.visitors))
-                    .bind(&v.heard)
-                    .bind(v.people_received)
-                    .bind(super::read_model::to_json(&v.requests))
-                    .bind(v.on_listening_day)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected(),
+                match &projected.record {
+                    Record::Household(h) => {
+                        sqlx::query(
+                            "INSERT INTO households (document_id, seq, area, created_by, created_at, \
+                             address, residents, resident_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                             ON CONFLICT (document_id) DO UPDATE SET seq = excluded.seq, \
+                             address = excluded.address, residents = excluded.residents, \
+                             resident_count = excluded.resident_count \
+                             WHERE households.seq <= excluded.seq",
+                        )
+                        .bind(doc)
+                        .bind(seq)
+                        .bind(area)
+                        .bind(&info.created_by)
+                        .bind(info.created_at)
+                        .bind(&h.address)
+                        .bind(super::read_model::to_json(&h.residents))
+                        .bind(h.residents.len() as i32)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Record::Visit(v) => {
+                        sqlx::query(
+                            "INSERT INTO visits (document_id, seq, area, created_by, created_at, \
+                             household, visit_date, visitors, heard, people_received, requests, \
+                             on_listening_day) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                             ON CONFLICT (document_id) DO UPDATE SET seq = excluded.seq, \
+                             household = excluded.household, visit_date = excluded.visit_date, \
+                             visitors = excluded.visitors, heard = excluded.heard, \
+                             people_received = excluded.people_received, requests = excluded.requests, \
+                             on_listening_day = excluded.on_listening_day \
+                             WHERE visits.seq <= excluded.seq",
+                        )
+                        .bind(doc)
+                        .bind(seq)
+                        .bind(area)
+                        .bind(&info.created_by)
+                        .bind(info.created_at)
+                        .bind(&v.household)
+                        .bind(v.date.to_string())
+                        .bind(super::read_model::to_json(&v.visitors))
+                        .bind(&v.heard)
+                        .bind(v.people_received)
+                        .bind(super::read_model::to_json(&v.requests))
+                        .bind(v.on_listening_day)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                     Record::Request(r) => {
                         let written = sqlx::query(
                             "INSERT INTO requests (document_id, seq, area, created_by, created_at, \
@@ -498,37 +498,37 @@ macro_rules! read_model_impl {
                                 .await?;
                             }
                         }
-                        written
                     }
-                    Record::Order(o) => sqlx::query(
-                        "INSERT INTO orders (document_id, seq, area, created_by, created_at, \
-                         requester, service_kind, window_start, window_end, place, status, \
-                         assignee, claim_count, taken_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                         $9, $10, $11, $12, $13, $14) \
-                         ON CONFLICT (document_id) DO UPDATE SET seq = excluded.seq, \
-                         requester = excluded.requester, service_kind = excluded.service_kind, \
-                         window_start = excluded.window_start, window_end = excluded.window_end, \
-                         place = excluded.place, status = excluded.status, \
-                         assignee = excluded.assignee, claim_count = excluded.claim_count, \
-                         taken_at = excluded.taken_at WHERE orders.seq <= excluded.seq",
-                    )
-                    .bind(doc)
-                    .bind(seq)
-                    .bind(area)
-                    .bind(&info.created_by)
-                    .bind(info.created_at)
-                    .bind(&o.requester)
-                    .bind(&o.service_kind)
-                    .bind(o.window_start)
-                    .bind(o.window_end)
-                    .bind(&o.place)
-                    .bind(o.status.as_str())
-                    .bind(&o.assignee)
-                    .bind(o.claims.len() as i32)
-                    .bind(o.taken_at)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected(),
+                    Record::Order(o) => {
+                        sqlx::query(
+                            "INSERT INTO orders (document_id, seq, area, created_by, created_at, \
+                             requester, service_kind, window_start, window_end, place, status, \
+                             assignee, claim_count, taken_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                             $9, $10, $11, $12, $13, $14) \
+                             ON CONFLICT (document_id) DO UPDATE SET seq = excluded.seq, \
+                             requester = excluded.requester, service_kind = excluded.service_kind, \
+                             window_start = excluded.window_start, window_end = excluded.window_end, \
+                             place = excluded.place, status = excluded.status, \
+                             assignee = excluded.assignee, claim_count = excluded.claim_count, \
+                             taken_at = excluded.taken_at WHERE orders.seq <= excluded.seq",
+                        )
+                        .bind(doc)
+                        .bind(seq)
+                        .bind(area)
+                        .bind(&info.created_by)
+                        .bind(info.created_at)
+                        .bind(&o.requester)
+                        .bind(&o.service_kind)
+                        .bind(o.window_start)
+                        .bind(o.window_end)
+                        .bind(&o.place)
+                        .bind(o.status.as_str())
+                        .bind(&o.assignee)
+                        .bind(o.claims.len() as i32)
+                        .bind(o.taken_at)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                     Record::StationLog(l) => {
                         let written = sqlx::query(
                             "INSERT INTO station_logs (document_id, seq, area, created_by, \
@@ -567,10 +567,8 @@ macro_rules! read_model_impl {
                                 .await?;
                             }
                         }
-                        written
                     }
-                };
-                let _ = written;
+                }
                 Ok(())
             }
 
@@ -816,9 +814,9 @@ macro_rules! read_model_impl {
                             $period, " AS period, COUNT(*) AS services, \
                              CAST(COALESCE(SUM(e.people_served), 0) AS BIGINT) AS people_served \
                              FROM station_log_entries e \
-                             JOIN station_logs l ON l.document_id = e.document_id WHERE \
-                             (l.area = $1 OR l.area LIKE $1 || '/%' OR $1 = '/') \
-                             AND (CAST($2 AS TEXT) IS NULL OR l.log_date >= $2) \
+                             JOIN station_logs l ON l.document_id = e.document_id WHERE ",
+                            super::read_model::sql!(area 1 on "l.area"),
+                            " AND (CAST($2 AS TEXT) IS NULL OR l.log_date >= $2) \
                              AND (CAST($3 AS TEXT) IS NULL OR l.log_date <= $3) \
                              AND (CAST($4 AS TEXT) IS NULL OR l.station = $4) \
                              GROUP BY l.station, e.service_kind, ", $period,
@@ -972,14 +970,14 @@ macro_rules! read_model_impl {
                 from: &str,
                 to: &str,
             ) -> Result<super::read_model::StationFigures, super::StorageError> {
-                Ok(sqlx::query_as(
+                Ok(sqlx::query_as(concat!(
                     "SELECT COUNT(*) AS services, \
                      CAST(COALESCE(SUM(e.people_served), 0) AS BIGINT) AS beneficiaries \
                      FROM station_log_entries e \
-                     JOIN station_logs l ON l.document_id = e.document_id WHERE \
-                     (l.area = $1 OR l.area LIKE $1 || '/%' OR $1 = '/') \
-                     AND l.log_date >= $2 AND l.log_date <= $3",
-                )
+                     JOIN station_logs l ON l.document_id = e.document_id WHERE ",
+                    super::read_model::sql!(area 1 on "l.area"),
+                    " AND l.log_date >= $2 AND l.log_date <= $3"
+                ))
                 .bind(area)
                 .bind(from)
                 .bind(to)

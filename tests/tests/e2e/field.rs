@@ -15,13 +15,15 @@ const WAIT: Duration = Duration::from_secs(10);
 const GRID_A: &str = "/city/street-1/community-1/grid-a";
 const GRID_B: &str = "/city/street-1/community-1/grid-b";
 
-async fn field_app(db: &TestDb) -> TestApp {
+/// A server that accepts only the field's typed documents.
+pub(crate) async fn field_app(db: &TestDb) -> TestApp {
     let mut settings = test_settings(db);
     settings.documents.allow_untyped = false;
     spawn_app_with(settings).await
 }
 
-async fn device(app: &TestApp, user: &str, role: &str, area: &str) -> Client {
+/// A connected device of `user`, registered with `role` in `area`.
+pub(crate) async fn device(app: &TestApp, user: &str, role: &str, area: &str) -> Client {
     let client = Client::in_memory(ClientConfig::default()).await.unwrap();
     let token = app
         .token_as(user, &format!("{user}-phone"), role, area)
@@ -39,7 +41,7 @@ fn common(area: &str, user: &str) -> Common {
 }
 
 /// Builder errors as Automerge errors, for the SDK's transaction closures.
-fn am(e: builders::BuildError) -> AutomergeError {
+pub(crate) fn am(e: builders::BuildError) -> AutomergeError {
     match e {
         builders::BuildError::Automerge(e) => e,
         _ => AutomergeError::Fail,

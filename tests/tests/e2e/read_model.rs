@@ -7,8 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use automerge::AutomergeError;
-use lianxin_client::{Client, ClientConfig, DocumentId};
+use lianxin_client::{Client, DocumentId};
 use lianxin_protocol::domain::builders::{
     self, Common, HouseholdInit, OrderInit, RequestInit, Resident, StationEntry, StationLogInit,
     VisitInit,
@@ -16,8 +15,10 @@ use lianxin_protocol::domain::builders::{
 use lianxin_protocol::domain::{
     AreaPath, Claim, Event, EventKind, LocalDate, Origin, Satisfaction, Track,
 };
-use lianxin_tests::{Backend, TestApp, TestDb, spawn_app_with, test_settings};
+use lianxin_tests::{Backend, TestApp, TestDb};
 use serde_json::{Value, json};
+
+use crate::field::{am, device, field_app};
 
 const WAIT: Duration = Duration::from_secs(15);
 const STREET: &str = "/city/street-1";
@@ -27,28 +28,6 @@ const GRID_1: &str = "/city/street-1/community-a/grid-1";
 const GRID_2: &str = "/city/street-1/community-a/grid-2";
 const GRID_3: &str = "/city/street-1/community-b/grid-3";
 const HOUR: i64 = 3_600_000;
-
-async fn field_app(db: &TestDb) -> TestApp {
-    let mut settings = test_settings(db);
-    settings.documents.allow_untyped = false;
-    spawn_app_with(settings).await
-}
-
-async fn device(app: &TestApp, user: &str, role: &str, area: &str) -> Client {
-    let client = Client::in_memory(ClientConfig::default()).await.unwrap();
-    let token = app
-        .token_as(user, &format!("{user}-phone"), role, area)
-        .await;
-    client.connect(&app.ws_url(), &token).await.unwrap();
-    client
-}
-
-fn am(e: builders::BuildError) -> AutomergeError {
-    match e {
-        builders::BuildError::Automerge(e) => e,
-        _ => AutomergeError::Fail,
-    }
-}
 
 /// Milliseconds at `hour`:00 local time (+8) on 2026-`month`-`day`.
 fn at(month: u8, day: u8, hour: i64) -> i64 {

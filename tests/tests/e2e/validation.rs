@@ -7,7 +7,7 @@ use std::time::Duration;
 use automerge::transaction::Transactable;
 use automerge::{ROOT, ReadDoc};
 use lianxin_client::{Client, ClientConfig};
-use lianxin_protocol::{DocSession, Message};
+use lianxin_protocol::{DocSession, DocumentId, Message};
 use lianxin_tests::{Backend, RawPeer, TestDb, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -43,17 +43,7 @@ async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
     while doc.get_heads().is_empty() {
         match mallory.recv().await {
             Some(Message::Sync { data, .. }) => {
-                let effects = session.on_message(&mut doc, &data).unwrap();
-                if let Some(reply) = effects.send {
-                    mallory
-                        .send(&Message::Sync {
-                            sender_id: mallory.peer_id.clone(),
-                            target_id: mallory.peer_id.clone(),
-                            document_id: id,
-                            data: reply,
-                        })
-                        .await;
-                }
+                answer(&mut mallory, &mut session, &mut doc, id, &data).await;
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -88,17 +78,7 @@ async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
         match mallory.recv().await {
             Some(Message::Error { message, .. }) => break message,
             Some(Message::Sync { data, .. }) => {
-                let effects = session.on_message(&mut doc, &data).unwrap();
-                if let Some(reply) = effects.send {
-                    mallory
-                        .send(&Message::Sync {
-                            sender_id: mallory.peer_id.clone(),
-                            target_id: mallory.peer_id.clone(),
-                            document_id: id,
-                            data: reply,
-                        })
-                        .await;
-                }
+                answer(&mut mallory, &mut session, &mut doc, id, &data).await;
             }
             Some(_) => continue,
             None => panic!("no error reported"),
@@ -142,4 +122,24 @@ async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
     );
     a.disconnect().await;
     app.stop().await;
+}
+
+/// Applies a sync message from the server to `doc` and sends the session's answer, if any.
+async fn answer(
+    peer: &mut RawPeer,
+    session: &mut DocSession,
+    doc: &mut automerge::Automerge,
+    id: DocumentId,
+    data: &[u8],
+) {
+    let effects = session.on_message(doc, data).unwrap();
+    if let Some(reply) = effects.send {
+        peer.send(&Message::Sync {
+            sender_id: peer.peer_id.clone(),
+            target_id: peer.peer_id.clone(),
+            document_id: id,
+            data: reply,
+        })
+        .await;
+    }
 }
