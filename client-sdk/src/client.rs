@@ -38,6 +38,10 @@ pub struct ClientConfig {
     /// Use the server's changed-docs catch-up when it offers it (otherwise every document is
     /// offered on every connection).
     pub catch_up: bool,
+    /// Use the server's area sync when it offers it: on every connection, receive every
+    /// document of the user's area that changed since the last one (all of them, the first
+    /// time) in large batches, and then each change as it happens.
+    pub area_sync: bool,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +51,7 @@ impl Default for ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             backoff: BackoffConfig::default(),
             catch_up: true,
+            area_sync: true,
         }
     }
 }
@@ -96,7 +101,7 @@ pub(crate) struct LocalDoc {
 }
 
 impl LocalDoc {
-    fn new(doc: Automerge, session: DocSession, availability: Availability) -> Self {
+    pub(crate) fn new(doc: Automerge, session: DocSession, availability: Availability) -> Self {
         let mut local = Self {
             doc,
             session,

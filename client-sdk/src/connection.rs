@@ -21,9 +21,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use automerge::Automerge;
 use futures_util::{SinkExt, StreamExt};
 use lianxin_protocol::{
-    DocSession, DocumentId, EXT_CHANGED_DOCS, Message, PeerId, PeerMetadata, handshake,
+    DocSession, DocumentId, EXT_AREA_SYNC, EXT_CHANGED_DOCS, Message, PeerId, PeerMetadata,
+    handshake,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -41,6 +43,9 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long documents may wait for the server, with nothing arriving, before they are offered
 /// again with fresh sessions.
 const STALL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Where the store keeps the area-sync cursor of the last batch it stored.
+const AREA_CURSOR: &str = "area_cursor";
 
 /// A connection that completed its handshake.
 pub(crate) struct OpenConnection {
@@ -151,10 +156,11 @@ impl OpenConnection {
             server: self.server.clone(),
             active: HashSet::new(),
             awaiting_catch_up: false,
+            awaiting_area: false,
             no_progress: std::collections::HashMap::new(),
         };
-        let catch_up = match session.prepare(shared, &self.server_meta).await {
-            Ok(catch_up) => catch_up,
+        let (catch_up, area) = match session.prepare(shared, &self.server_meta).await {
+            Ok(modes) => modes,
             Err(e) => {
                 tracing::error!(error = %e, "local store failed; closing the connection");
                 return self.finish(shared, true).await;
@@ -172,6 +178,16 @@ impl OpenConnection {
         };
         initial.extend(shared.take_dirty());
         let mut outgoing = session.offer(shared, initial);
+        // Area sync first: the server then leaves typed documents out of changed-docs.
+        if area {
+            match session.area_request(shared).await {
+                Ok(request) => outgoing.push(request),
+                Err(e) => {
+                    tracing::error!(error = %e, "local store failed; closing the connection");
+                    return self.finish(shared, true).await;
+                }
+            }
+        }
         if catch_up {
             session.awaiting_catch_up = true;
             outgoing.push(Message::ChangedDocsRequest {
@@ -221,6 +237,13 @@ impl OpenConnection {
                 }
                 _ = tokio::time::sleep(STALL), if waiting => {
                     outgoing = session.retry_stalled(shared);
+                    match session.retry_area(shared).await {
+                        Ok(request) => outgoing.extend(request),
+                        Err(e) => {
+                            tracing::error!(error = %e, "local store failed; closing the connection");
+                            return self.finish(shared, true).await;
+                        }
+                    }
                 }
                 _ = stop.cancelled() => {
                     return self.finish(shared, true).await;
@@ -255,6 +278,8 @@ struct ConnectionState {
     active: HashSet<DocumentId>,
     /// Asked the server which documents changed and have not heard back: not up to date yet.
     awaiting_catch_up: bool,
+    /// Asked for area sync and the catch-up batches have not all arrived: not up to date yet.
+    awaiting_area: bool,
     /// Per document with unsent changes: how many messages in a row changed neither its heads
     /// nor what is unsent (see [`NO_PROGRESS`]).
     no_progress: std::collections::HashMap<DocumentId, u32>,
@@ -269,18 +294,19 @@ const NO_PROGRESS: u32 = 64;
 impl ConnectionState {
     /// Checks which server this is. A store that meets a different server (another database)
     /// forgets its sync states, since they describe what it shared with the old one. Returns
-    /// whether changed-docs catch-up can be used.
+    /// whether changed-docs catch-up and area sync can be used.
     async fn prepare(
         &self,
         shared: &Shared,
         meta: &PeerMetadata,
-    ) -> Result<bool, crate::error::StoreError> {
+    ) -> Result<(bool, bool), crate::error::StoreError> {
         let server_store = meta.storage_id.as_ref().map(|s| s.as_str().to_string());
         let known = shared.store.get_meta("server_storage_id").await?;
         let same_server = server_store.is_some() && known == server_store;
         if !same_server {
             if known.is_some() {
                 shared.store.clear_sync_states().await?;
+                shared.store.delete_meta(AREA_CURSOR).await?;
                 let mut docs = shared.docs();
                 for local in docs.values_mut() {
                     local.session = DocSession::new();
@@ -292,7 +318,111 @@ impl ConnectionState {
                 shared.store.set_meta("server_storage_id", id).await?;
             }
         }
-        Ok(shared.config.catch_up && same_server && meta.supports(EXT_CHANGED_DOCS))
+        Ok((
+            shared.config.catch_up && same_server && meta.supports(EXT_CHANGED_DOCS),
+            shared.config.area_sync && meta.supports(EXT_AREA_SYNC),
+        ))
+    }
+
+    /// The `lianxin-area-sync` request, from the cursor of the last batch stored.
+    async fn area_request(&mut self, shared: &Shared) -> Result<Message, crate::error::StoreError> {
+        self.awaiting_area = true;
+        Ok(Message::AreaSync {
+            sender_id: shared.peer_id.clone(),
+            target_id: self.server.clone(),
+            cursor: shared.store.get_meta(AREA_CURSOR).await?,
+        })
+    }
+
+    /// Takes in one area-sync batch: merges each document, records that the server has
+    /// exactly what it sent, stores all of it with the batch's cursor in one transaction, and
+    /// only then reports the changes.
+    async fn handle_area_batch(
+        &mut self,
+        shared: &Shared,
+        documents: Vec<(DocumentId, Vec<u8>)>,
+        cursor: String,
+        complete: bool,
+    ) -> Result<Vec<Message>, crate::error::StoreError> {
+        let listening = shared.events.receiver_count() > 0;
+        let mut writes = Vec::with_capacity(documents.len());
+        let mut events = Vec::new();
+        {
+            let mut docs = shared.docs();
+            for (id, data) in documents {
+                let mut incoming = Automerge::new();
+                if let Err(e) = incoming.load_incremental(&data) {
+                    tracing::warn!(doc_id = %id, error = %e, "unreadable document in an area batch");
+                    continue;
+                }
+                let server_heads = incoming.get_heads();
+                let active = self.active.contains(&id);
+                let local = match docs.entry(id) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let mut local = LocalDoc::new(
+                            incoming,
+                            DocSession::sharing(server_heads),
+                            Availability::Ready,
+                        );
+                        local.saved_heads = local.doc.get_heads();
+                        local.saved_shared = local.session.shared_heads();
+                        if listening {
+                            events.push((id, local.doc.diff(&[], &local.saved_heads)));
+                        }
+                        writes.push((id, data, local.session.persisted_state()));
+                        slot.insert(local);
+                        continue;
+                    }
+                    std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                };
+                let before = local.doc.get_heads();
+                if let Err(e) = local.doc.merge(&mut incoming) {
+                    tracing::warn!(doc_id = %id, error = %e, "merging an area batch failed");
+                    continue;
+                }
+                if local.availability != Availability::Ready {
+                    local.availability = Availability::Ready;
+                }
+                // A conversation under way keeps its session; any other learns that the server
+                // has exactly what it sent.
+                if !active {
+                    local.session = DocSession::sharing(server_heads);
+                }
+                local.refresh_unsent();
+                let after = local.doc.get_heads();
+                let chunk = if after == local.saved_heads {
+                    Vec::new()
+                } else if local.saved_heads.is_empty() {
+                    local.doc.save()
+                } else {
+                    local.doc.save_after(&local.saved_heads)
+                };
+                local.saved_heads = after.clone();
+                local.saved_shared = local.session.shared_heads();
+                if listening && before != after {
+                    events.push((id, local.doc.diff(&before, &after)));
+                }
+                writes.push((id, chunk, local.session.persisted_state()));
+            }
+        }
+        // Durable first (documents and cursor together), reported after.
+        shared
+            .store
+            .store_batch(&writes, AREA_CURSOR, &cursor)
+            .await?;
+        for (id, patches) in events {
+            if !patches.is_empty() {
+                shared.emit(ClientEvent::DocumentChanged {
+                    id,
+                    origin: Origin::Remote,
+                    patches,
+                });
+            }
+        }
+        if complete {
+            self.awaiting_area = false;
+        }
+        Ok(Vec::new())
     }
 
     /// Sync messages for `ids` (those held or requested), marking them active.
@@ -381,9 +511,20 @@ impl ConnectionState {
         out
     }
 
+    /// Asks for area sync again from the stored cursor, if the catch-up stalled.
+    async fn retry_area(
+        &mut self,
+        shared: &Shared,
+    ) -> Result<Option<Message>, crate::error::StoreError> {
+        if !self.awaiting_area {
+            return Ok(None);
+        }
+        Ok(Some(self.area_request(shared).await?))
+    }
+
     /// Whether some active document still waits for the server.
     fn in_flight(&self, shared: &Shared) -> bool {
-        if self.awaiting_catch_up {
+        if self.awaiting_catch_up || self.awaiting_area {
             return true;
         }
         let docs = shared.docs();
@@ -408,6 +549,15 @@ impl ConnectionState {
             Message::ChangedDocs { document_ids, .. } => {
                 self.awaiting_catch_up = false;
                 Ok(self.offer(shared, document_ids))
+            }
+            Message::AreaBatch {
+                documents,
+                cursor,
+                complete,
+                ..
+            } => {
+                self.handle_area_batch(shared, documents, cursor, complete)
+                    .await
             }
             Message::DocUnavailable { document_id, .. } => {
                 let mut docs = shared.docs();

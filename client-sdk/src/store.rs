@@ -184,6 +184,67 @@ impl Store {
         Ok((seq, count as usize))
     }
 
+    /// Stores what one area-sync batch brought, in one transaction: for each document a chunk
+    /// and the sync state shared with the server, then the batch's cursor under `cursor_key`.
+    /// After a crash either all of it is there or none, so the cursor never runs ahead of the
+    /// documents.
+    pub async fn store_batch(
+        &self,
+        documents: &[(DocumentId, Vec<u8>, Vec<u8>)],
+        cursor_key: &str,
+        cursor: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
+        for (id, chunk, state) in documents {
+            let id = id.to_string();
+            sqlx::query("INSERT INTO documents (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err(e))?;
+            if !chunk.is_empty() {
+                sqlx::query(
+                    "INSERT INTO chunks (document_id, seq, data) VALUES ($1, \
+                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM chunks WHERE document_id = $1), $2)",
+                )
+                .bind(&id)
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err(e))?;
+            }
+            sqlx::query(
+                "INSERT INTO sync_states (document_id, state) VALUES ($1, $2) \
+                 ON CONFLICT (document_id) DO UPDATE SET state = excluded.state",
+            )
+            .bind(&id)
+            .bind(state)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(cursor_key)
+        .bind(cursor)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))
+    }
+
+    /// Forgets a setting.
+    pub async fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM meta WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// Replaces the chunks up to `up_to_seq` with `full`, a save that contains all of them.
     /// Chunks written after `up_to_seq` (by a concurrent edit) stay.
     pub async fn compact(

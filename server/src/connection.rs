@@ -17,11 +17,13 @@ use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
 use lianxin_protocol::{
-    DocumentId, EXT_CHANGED_DOCS, Message, PeerId, PeerMetadata, StorageId, handshake,
+    DocumentId, EXT_AREA_SYNC, EXT_CHANGED_DOCS, Message, PeerId, PeerMetadata, StorageId,
+    handshake,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::area_sync;
 use crate::auth::Identity;
 use crate::hub::{ConnId, DocCommand, DocLease, Peer};
 use crate::state::AppState;
@@ -85,6 +87,9 @@ struct Connection {
     kill: CancellationToken,
     /// Cancelled when this connection's user or device is revoked.
     revoked: CancellationToken,
+    /// Where the area-sync task puts its batches (see `crate::area_sync`), and the task.
+    area_out: Option<mpsc::Sender<area_sync::Batch>>,
+    area_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Connection {
@@ -101,6 +106,8 @@ impl Connection {
             watched: Vec::new(),
             peer: None,
             kill: CancellationToken::new(),
+            area_out: None,
+            area_task: None,
         }
     }
 
@@ -255,9 +262,9 @@ impl Connection {
                 is_ephemeral: false,
                 // Catch-up needs a stable device identity to remember what it holds.
                 extensions: if peer_key.is_some() {
-                    vec![EXT_CHANGED_DOCS.to_string()]
+                    vec![EXT_CHANGED_DOCS.to_string(), EXT_AREA_SYNC.to_string()]
                 } else {
-                    Vec::new()
+                    vec![EXT_AREA_SYNC.to_string()]
                 },
             };
             match handshake::answer_join(&message, &self.server_peer(), meta, None) {
@@ -293,6 +300,9 @@ impl Connection {
             Ok(rx) => rx,
             Err(end) => return end,
         };
+        // Two batches in flight: the task reads the next page while this one is written.
+        let (area_out, mut area_in) = mpsc::channel(2);
+        self.area_out = Some(area_out);
         let keepalive = self.state.settings.limits.keepalive();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let mut last_heard = tokio::time::Instant::now();
@@ -319,6 +329,13 @@ impl Connection {
                 }
                 Some(message) = outbox.recv() => {
                     if let Err(end) = self.send(&mut socket, &message).await {
+                        return end;
+                    }
+                }
+                Some(batch) = area_in.recv() => {
+                    if let Some(message) = self.area_batch(batch)
+                        && let Err(end) = self.send(&mut socket, &message).await
+                    {
                         return end;
                     }
                 }
@@ -403,6 +420,10 @@ impl Connection {
                 self.changed_docs(socket, &peer).await;
                 return Ok(());
             }
+            Message::AreaSync { cursor, .. } => {
+                self.start_area_sync(socket, &peer, cursor.as_deref()).await;
+                return Ok(());
+            }
             Message::Leave { .. } => return Err(End::ClientClosed),
             Message::Join { .. } => {
                 self.send_error(socket, Some(peer.remote.clone()), "already joined".into())
@@ -459,6 +480,11 @@ impl Connection {
         let mut held = Vec::new();
         for pass in 0..2 {
             held = match self.state.store.device_documents(key).await {
+                // With area sync on, it covers every typed document: changed-docs is left
+                // with the untyped ones.
+                Ok(held) if self.area_task.is_some() => {
+                    held.into_iter().filter(|h| !h.typed).collect()
+                }
                 Ok(held) => held,
                 Err(e) => {
                     self.state.metrics.storage_errors.inc();
@@ -473,14 +499,14 @@ impl Connection {
                 }
             };
             if pass == 0 {
-                let ids: Vec<DocumentId> = held.iter().map(|(id, _)| *id).collect();
+                let ids: Vec<DocumentId> = held.iter().map(|h| h.id).collect();
                 self.state.hub.watch(peer, &ids);
                 self.watched.extend_from_slice(&ids);
             }
         }
         let changed = held
             .into_iter()
-            .filter_map(|(id, changed)| changed.then_some(id))
+            .filter_map(|h| h.changed.then_some(h.id))
             .collect();
         let _ = peer.outbox.try_send(Message::ChangedDocs {
             sender_id: self.server_peer(),
@@ -489,7 +515,81 @@ impl Connection {
         });
     }
 
+    /// Starts (or restarts, from the client's new cursor) this connection's area sync.
+    async fn start_area_sync(
+        &mut self,
+        socket: &mut WebSocket,
+        peer: &Arc<Peer>,
+        cursor: Option<&str>,
+    ) {
+        let scope = area_sync::scope_of(&peer.actor);
+        let cursor = match cursor.map(|c| area_sync::Cursor::parse(c, scope)) {
+            None => area_sync::Cursor::beginning(scope),
+            Some(Ok(cursor)) => cursor,
+            Some(Err(e)) => {
+                self.state.metrics.malformed_messages.inc();
+                tracing::warn!(error = %e, "area sync refused");
+                self.send_error(socket, Some(peer.remote.clone()), e.to_string())
+                    .await;
+                return;
+            }
+        };
+        let Some(out) = self.area_out.clone() else {
+            return;
+        };
+        if let Some(task) = self.area_task.take() {
+            task.abort();
+        }
+        let (state, peer) = (self.state.clone(), peer.clone());
+        self.area_task = Some(tokio::spawn(async move {
+            let remote = peer.remote.clone();
+            let outbox = peer.outbox.clone();
+            let server = state.server_peer.clone();
+            match area_sync::run(state.clone(), peer, cursor, out).await {
+                Ok(()) | Err(area_sync::AreaSyncError::Closed) => {}
+                Err(e) => {
+                    state.metrics.storage_errors.inc();
+                    tracing::error!(error = %e, "area sync stopped");
+                    let _ = outbox.try_send(Message::Error {
+                        sender_id: server,
+                        target_id: Some(remote),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }));
+    }
+
+    /// The message for one area-sync batch, without the documents this connection has open:
+    /// their sessions carry every change already.
+    fn area_batch(&self, batch: area_sync::Batch) -> Option<Message> {
+        let peer = self.peer.as_ref()?;
+        let before = batch.documents.len();
+        let documents: Vec<_> = batch
+            .documents
+            .into_iter()
+            .filter(|(id, _)| !self.leases.contains_key(id))
+            .collect();
+        if documents.is_empty() && before > 0 && !batch.complete {
+            return None;
+        }
+        self.state
+            .metrics
+            .area_documents
+            .add(documents.len() as u64);
+        Some(Message::AreaBatch {
+            sender_id: self.server_peer(),
+            target_id: peer.remote.clone(),
+            documents,
+            cursor: batch.cursor,
+            complete: batch.complete,
+        })
+    }
+
     async fn close_documents(&mut self) {
+        if let Some(task) = self.area_task.take() {
+            task.abort();
+        }
         self.state.hub.unwatch(self.conn, &self.watched);
         for (_, lease) in self.leases.drain() {
             lease.release().await;

@@ -17,8 +17,9 @@ mod doc_actor;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use lianxin_protocol::domain::AreaPath;
 use lianxin_protocol::{DocumentId, Message, PeerId};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -77,6 +78,9 @@ pub struct DocContext {
     pub tracker: TaskTracker,
 }
 
+/// Area-sync subscribers by the root of their area.
+type AreaSubscribers = HashMap<String, Vec<(ConnId, Arc<Notify>)>>;
+
 /// The registry of documents in memory. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DocHub {
@@ -89,6 +93,9 @@ struct HubInner {
     /// Connections to tell when a document changes although they do not have it open: devices
     /// that hold the document and asked for changed-docs catch-up (see `watch`).
     watchers: Mutex<HashMap<DocumentId, Vec<Arc<Peer>>>>,
+    /// Connections doing area sync, by the root of their area: each is woken when a document
+    /// at or below it changes (see `crate::area_sync`).
+    areas: Mutex<AreaSubscribers>,
     ctx: Arc<DocContext>,
     next_generation: std::sync::atomic::AtomicU64,
 }
@@ -106,6 +113,7 @@ impl DocHub {
             inner: Arc::new(HubInner {
                 docs: Mutex::new(HashMap::new()),
                 watchers: Mutex::new(HashMap::new()),
+                areas: Mutex::new(HashMap::new()),
                 ctx: Arc::new(ctx),
                 next_generation: std::sync::atomic::AtomicU64::new(1),
             }),
@@ -184,6 +192,51 @@ impl DocHub {
             .watchers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes `conn` (through the returned `Notify`) whenever a document at or below `area`
+    /// changes. Costs one entry per connection; changes find their subscribers by walking up
+    /// their own area path, so a change costs the depth of the tree, not the connections.
+    pub fn subscribe_area(&self, area: &AreaPath, conn: ConnId) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.areas()
+            .entry(area.as_str().to_owned())
+            .or_default()
+            .push((conn, notify.clone()));
+        notify
+    }
+
+    /// Ends `conn`'s area subscription.
+    pub fn unsubscribe_area(&self, area: &AreaPath, conn: ConnId) {
+        let mut areas = self.areas();
+        if let Some(list) = areas.get_mut(area.as_str()) {
+            list.retain(|(c, _)| *c != conn);
+            if list.is_empty() {
+                areas.remove(area.as_str());
+            }
+        }
+    }
+
+    /// Tells the area subscribers above `area` that a document there changed.
+    pub(crate) fn area_changed(&self, area: &AreaPath) {
+        let areas = self.areas();
+        if areas.is_empty() {
+            return;
+        }
+        let mut node = Some(area.clone());
+        while let Some(at) = node {
+            if let Some(list) = areas.get(at.as_str()) {
+                for (_, notify) in list {
+                    // Stores a permit if the connection is busy: wakes coalesce.
+                    notify.notify_one();
+                }
+            }
+            node = at.parent();
+        }
+    }
+
+    fn areas(&self) -> MutexGuard<'_, AreaSubscribers> {
+        self.inner.areas.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Number of documents in memory now.

@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod area_sync;
 pub mod auth;
 pub mod cli;
 pub mod connection;

@@ -89,13 +89,19 @@ pub struct Metrics {
     pub documents_evicted: Counter,
     pub compactions: Counter,
     pub storage_errors: Counter,
+    pub area_documents: Counter,
 }
 
 impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 15] = [
+        let counters: [(&str, &str, &Counter); 16] = [
+            (
+                "lianxin_area_documents_total",
+                "Documents sent by area sync (catch-up, bootstrap and live).",
+                &self.area_documents,
+            ),
             (
                 "lianxin_rejected_changes_total",
                 "Changes refused by validation or actor binding.",

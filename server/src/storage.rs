@@ -12,6 +12,7 @@
 //! The statements are plain SQL that both Postgres and SQLite accept, so both backends share
 //! one implementation, written once in the `store_impl!` macro of this file.
 
+pub mod area;
 mod postgres;
 pub mod read_model;
 pub mod registry;
@@ -85,6 +86,16 @@ impl StoredDocument {
         }
         Ok(doc)
     }
+}
+
+/// A document a device is recorded as holding (`sync_states`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldDocument {
+    pub id: DocumentId,
+    /// Stored changes the device is not known to have.
+    pub changed: bool,
+    /// Typed documents have an area, so area sync covers them.
+    pub typed: bool,
 }
 
 /// A chunk appended to a document's log, as [`Store::append`] reports it.
@@ -211,7 +222,7 @@ impl Store {
     pub async fn device_documents(
         &self,
         peer_key: &str,
-    ) -> Result<Vec<(DocumentId, bool)>, StorageError> {
+    ) -> Result<Vec<HeldDocument>, StorageError> {
         dispatch!(self, s => s.device_documents(peer_key).await)
     }
 
@@ -270,8 +281,11 @@ impl Store {
 /// `$snapshot_read` is the statement that makes a read transaction see one consistent snapshot
 /// (Postgres defaults to READ COMMITTED, where two statements may see different data; a
 /// SQLite transaction always reads one snapshot).
+///
+/// `$changed_tx` is the SQL expression stored in `documents.changed_tx` by each append (see
+/// `migrations/*/0008_area_sync.sql`).
 macro_rules! store_impl {
-    ($store:ty, $migrator:expr, $snapshot_read:expr) => {
+    ($store:ty, $migrator:expr, $snapshot_read:expr, $changed_tx:literal) => {
         impl $store {
             pub(super) async fn migrate(&self) -> Result<(), super::StorageError> {
                 $migrator.run(&self.pool).await?;
@@ -355,11 +369,13 @@ macro_rules! store_impl {
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
-                let (seq, size_bytes): (i64, i64) = sqlx::query_as(
+                let (seq, size_bytes): (i64, i64) = sqlx::query_as(concat!(
                     "UPDATE documents SET last_seq = last_seq + 1, \
-                     size_bytes = size_bytes + $2, updated_at = CURRENT_TIMESTAMP \
-                     WHERE id = $1 RETURNING last_seq, size_bytes",
-                )
+                     size_bytes = size_bytes + $2, updated_at = CURRENT_TIMESTAMP, \
+                     changed_tx = ",
+                    $changed_tx,
+                    " WHERE id = $1 RETURNING last_seq, size_bytes"
+                ))
                 .bind(&id)
                 .bind(data.len() as i64)
                 .fetch_one(&mut *tx)
@@ -479,18 +495,19 @@ macro_rules! store_impl {
             pub(super) async fn device_documents(
                 &self,
                 peer_key: &str,
-            ) -> Result<Vec<(lianxin_protocol::DocumentId, bool)>, super::StorageError> {
-                let rows: Vec<(String, bool)> = sqlx::query_as(
-                    "SELECT s.document_id, d.last_seq > s.synced_seq FROM sync_states s \
-                     JOIN documents d ON d.id = s.document_id WHERE s.peer_key = $1",
+            ) -> Result<Vec<super::HeldDocument>, super::StorageError> {
+                let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+                    "SELECT s.document_id, d.last_seq > s.synced_seq, d.kind IS NOT NULL \
+                     FROM sync_states s JOIN documents d ON d.id = s.document_id \
+                     WHERE s.peer_key = $1",
                 )
                 .bind(peer_key)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter()
-                    .map(|(id, changed)| {
+                    .map(|(id, changed, typed)| {
                         id.parse()
-                            .map(|id| (id, changed))
+                            .map(|id| super::HeldDocument { id, changed, typed })
                             .map_err(|_| super::StorageError::BadDocumentId(id))
                     })
                     .collect()

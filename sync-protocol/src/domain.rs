@@ -80,8 +80,8 @@ pub mod write_rules;
 mod fixtures;
 
 pub use access::{
-    check_read, may_add_event, may_create, may_edit, may_read, may_read_document,
-    may_read_request_as_department, may_write,
+    check_read, check_read_where, may_add_event, may_create, may_edit, may_read, may_read_document,
+    may_read_request_as_department, may_write, transferred_to,
 };
 pub use actor::{Actor, SERVER_USER};
 pub use area::{AreaLevel, AreaLevelError, AreaPath, AreaPathError};

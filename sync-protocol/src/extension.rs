@@ -25,3 +25,18 @@
 /// [`Message::ChangedDocsRequest`]: crate::Message::ChangedDocsRequest
 /// [`Message::ChangedDocs`]: crate::Message::ChangedDocs
 pub const EXT_CHANGED_DOCS: &str = "lianxin/changed-docs/1";
+
+/// The area-sync extension: catch-up and bootstrap by area, not by document.
+///
+/// A server that lists it answers a `lianxin-area-sync` ([`Message::AreaSync`]) with
+/// `lianxin-area-batch` messages ([`Message::AreaBatch`]) carrying, as stored, every document
+/// the user may read in their area that changed since the client's cursor (all of them, for a
+/// client without one), the last batch marked `complete`. The number of messages grows with
+/// what changed, not with what the device holds, and no document is negotiated one by one.
+/// Afterwards the server keeps sending batches as documents of the area change. Each batch
+/// carries a cursor; a client that stores it after storing the batch's documents resumes from
+/// there, so a bootstrap cut halfway continues where it stopped.
+///
+/// [`Message::AreaSync`]: crate::Message::AreaSync
+/// [`Message::AreaBatch`]: crate::Message::AreaBatch
+pub const EXT_AREA_SYNC: &str = "lianxin/area-sync/1";

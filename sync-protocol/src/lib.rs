@@ -37,7 +37,7 @@ pub mod peer_id;
 pub mod session;
 
 pub use document_id::{DocumentId, DocumentIdError};
-pub use extension::EXT_CHANGED_DOCS;
+pub use extension::{EXT_AREA_SYNC, EXT_CHANGED_DOCS};
 pub use handshake::{HandshakeError, PROTOCOL_V1, RemotePeer};
 pub use message::{DecodeError, Message, PeerMetadata, RemoteHeads};
 pub use peer_id::{PeerId, PeerIdError, StorageId};

@@ -125,6 +125,31 @@ pub enum Message {
         /// [`MAX_CHANGED_DOCS`] of them.
         document_ids: Vec<DocumentId>,
     },
+    /// Client to server, Lianxin extension [`EXT_AREA_SYNC`](crate::EXT_AREA_SYNC): "send me
+    /// every document of my area that changed since `cursor`" (everything, without a cursor),
+    /// then keep sending what changes. Sent only to a server that advertised the extension.
+    AreaSync {
+        sender_id: PeerId,
+        target_id: PeerId,
+        /// The `cursor` of the last [`Message::AreaBatch`] the client stored, if any.
+        cursor: Option<String>,
+    },
+    /// Server to client, the answer to [`Message::AreaSync`], in as many messages as needed:
+    /// whole documents as the server stores them (a compacted snapshot and the chunks after
+    /// it, which `Automerge::load` and `load_incremental` read), without a sync negotiation.
+    AreaBatch {
+        sender_id: PeerId,
+        target_id: PeerId,
+        /// The documents of this batch, each with its stored bytes. On the wire these are two
+        /// arrays of equal length, `documentIds` and `documents`; decoding accepts at most
+        /// [`MAX_CHANGED_DOCS`] of them.
+        documents: Vec<(DocumentId, Vec<u8>)>,
+        /// Where to resume: a client that has stored this batch's documents stores the cursor,
+        /// and sends it in its next [`Message::AreaSync`]. Opaque to the client.
+        cursor: String,
+        /// Whether this batch ends the catch-up (later batches are live news).
+        complete: bool,
+    },
 }
 
 /// What a peer says about itself in `join` and `peer`.
@@ -193,6 +218,8 @@ impl Message {
             Message::RemoteHeadsChanged { .. } => "remote-heads-changed",
             Message::ChangedDocsRequest { .. } => "lianxin-changed-docs-request",
             Message::ChangedDocs { .. } => "lianxin-changed-docs",
+            Message::AreaSync { .. } => "lianxin-area-sync",
+            Message::AreaBatch { .. } => "lianxin-area-batch",
         }
     }
 
@@ -210,7 +237,9 @@ impl Message {
             | Message::Error { .. }
             | Message::RemoteSubscriptionChange { .. }
             | Message::ChangedDocsRequest { .. }
-            | Message::ChangedDocs { .. } => None,
+            | Message::ChangedDocs { .. }
+            | Message::AreaSync { .. }
+            | Message::AreaBatch { .. } => None,
         }
     }
 
@@ -228,7 +257,9 @@ impl Message {
             | Message::RemoteSubscriptionChange { sender_id, .. }
             | Message::RemoteHeadsChanged { sender_id, .. }
             | Message::ChangedDocsRequest { sender_id, .. }
-            | Message::ChangedDocs { sender_id, .. } => sender_id,
+            | Message::ChangedDocs { sender_id, .. }
+            | Message::AreaSync { sender_id, .. }
+            | Message::AreaBatch { sender_id, .. } => sender_id,
         }
     }
 
@@ -243,7 +274,9 @@ impl Message {
             | Message::RemoteSubscriptionChange { target_id, .. }
             | Message::RemoteHeadsChanged { target_id, .. }
             | Message::ChangedDocsRequest { target_id, .. }
-            | Message::ChangedDocs { target_id, .. } => Some(target_id),
+            | Message::ChangedDocs { target_id, .. }
+            | Message::AreaSync { target_id, .. }
+            | Message::AreaBatch { target_id, .. } => Some(target_id),
             Message::Error { target_id, .. } => target_id.as_ref(),
             Message::Join { .. } | Message::Leave { .. } => None,
         }

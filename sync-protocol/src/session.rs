@@ -103,6 +103,16 @@ impl DocSession {
         Ok(Self { state })
     }
 
+    /// A session that knows the peer has exactly `heads` (and everything before them), as
+    /// after loading the peer's stored document: the next exchange sends only what came after.
+    pub fn sharing(mut heads: Vec<ChangeHash>) -> Self {
+        normalize(&mut heads);
+        let mut state = sync::State::new();
+        state.their_heads = Some(heads.clone());
+        state.shared_heads = heads;
+        Self { state }
+    }
+
     /// The part of the state worth keeping across connections: the shared heads.
     ///
     /// Store it under the peer's storage ID (not its peer ID, which changes on every start) and

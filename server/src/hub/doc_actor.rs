@@ -509,6 +509,9 @@ impl DocActor {
             {
                 Ok(appended) => {
                     self.ctx.changes.notify_waiters();
+                    if let Some(info) = outcome.as_ref().map(|o| &o.info).or(loaded.info.as_ref()) {
+                        self.hub.area_changed(&info.area);
+                    }
                     self.ctx.metrics.merges.inc();
                     self.ctx
                         .metrics
@@ -731,6 +734,7 @@ impl DocActor {
         {
             Ok(appended) => {
                 self.ctx.changes.notify_waiters();
+                self.hub.area_changed(&outcome.info.area);
                 let gap = appended.seq != loaded.last_seq + 1;
                 if gap && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await {
                     tracing::warn!(error = %e, "catching up with other writers failed");

@@ -25,10 +25,17 @@ impl PgStore {
 super::store_impl!(
     PgStore,
     sqlx::migrate!("../migrations/postgres"),
-    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+    "pg_current_xact_id()::text::bigint"
 );
 
 super::registry::registry_impl!(PgStore);
+
+super::area::area_impl!(
+    PgStore,
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+);
 
 super::read_model::read_model_impl!(
     PgStore,

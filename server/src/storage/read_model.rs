@@ -384,6 +384,26 @@ macro_rules! read_model_impl {
                 use lianxin_protocol::domain::Record;
                 let info = &projected.info;
                 let area = info.area.as_str();
+                // Who may read it, for area sync (`storage::area`). Only the newest state
+                // counts: a slower writer of an older `seq` leaves it alone.
+                let transferred_to = match &projected.record {
+                    Record::Request(r) if r.flow.track == Some(lianxin_protocol::domain::Track::Transfer) => {
+                        r.flow.department.as_deref()
+                    }
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE documents SET kind = $2, area = $3, created_by = $4, \
+                     transferred_to = $5 WHERE id = $1 AND last_seq <= $6",
+                )
+                .bind(doc)
+                .bind(info.kind.as_str())
+                .bind(area)
+                .bind(&info.created_by)
+                .bind(transferred_to)
+                .bind(seq)
+                .execute(&mut *conn)
+                .await?;
                 match &projected.record {
                     Record::Household(h) => {
                         sqlx::query(

@@ -34,7 +34,18 @@ impl SqliteStore {
     }
 }
 
-super::store_impl!(SqliteStore, sqlx::migrate!("../migrations/sqlite"), None);
+super::store_impl!(
+    SqliteStore,
+    sqlx::migrate!("../migrations/sqlite"),
+    None,
+    "(SELECT COALESCE(MAX(changed_tx), 0) + 1 FROM documents)"
+);
+
+super::area::area_impl!(
+    SqliteStore,
+    "(SELECT COALESCE(MAX(changed_tx), 0) + 1 FROM documents)",
+    "SELECT 1"
+);
 
 super::registry::registry_impl!(SqliteStore);
 

@@ -25,6 +25,7 @@
 use automerge::Automerge;
 
 use super::actor::Actor;
+use super::area::AreaPath;
 use super::event::{EventType, Track};
 use super::forbidden::Forbidden;
 use super::kind::Kind;
@@ -137,36 +138,56 @@ pub fn may_write(role: Role, kind: Kind) -> bool {
         || (kind == Kind::Order && role == Role::Volunteer)
 }
 
+/// The department the request document `doc` is transferred to by its last valid triage, if
+/// any. A request that cannot be read (not a request, or malformed) is transferred nowhere.
+pub fn transferred_to(doc: &Automerge) -> Option<String> {
+    read_flow(doc)
+        .ok()
+        .filter(|flow| flow.track == Some(Track::Transfer))
+        .and_then(|flow| flow.department)
+}
+
 /// Whether the request document `doc` is transferred to `department` by its last valid triage.
-///
-/// A request that cannot be read (not a request, or malformed) is not transferred anywhere.
 pub fn may_read_request_as_department(doc: &Automerge, department: &str) -> bool {
-    read_flow(doc).is_ok_and(|flow| {
-        flow.track == Some(Track::Transfer) && flow.department.as_deref() == Some(department)
-    })
+    transferred_to(doc).as_deref() == Some(department)
 }
 
 /// Checks that `actor` may read the document `doc` with common fields `info`: area, kind (or
 /// being its creator), and, for department handlers, the transfer.
 pub fn check_read(actor: &Actor, info: &DocInfo, doc: &Automerge) -> Result<(), Forbidden> {
-    if !actor.area.contains(&info.area) {
+    check_read_where(actor, info.kind, &info.area, &info.created_by, || {
+        transferred_to(doc)
+    })
+}
+
+/// [`check_read`] for a document known by its kind, area and creator and, for a request, the
+/// department it is transferred to (`transfer` is asked only when that decides), as the
+/// server's storage records them: it serves documents without loading them.
+pub fn check_read_where(
+    actor: &Actor,
+    kind: Kind,
+    area: &AreaPath,
+    created_by: &str,
+    transfer: impl FnOnce() -> Option<String>,
+) -> Result<(), Forbidden> {
+    if !actor.area.contains(area) {
         return Err(Forbidden::OutsideArea {
-            area: info.area.clone(),
+            area: area.clone(),
             yours: actor.area.clone(),
         });
     }
-    let creator = info.created_by == actor.user;
-    if !may_read(actor.role, info.kind) && !creator {
+    let creator = created_by == actor.user;
+    if !may_read(actor.role, kind) && !creator {
         return Err(Forbidden::NoAccess {
             role: actor.role,
-            kind: info.kind,
+            kind,
         });
     }
-    if actor.role == Role::DepartmentHandler && info.kind == Kind::Request && !creator {
+    if actor.role == Role::DepartmentHandler && kind == Kind::Request && !creator {
         let transferred = actor
             .department
             .as_deref()
-            .is_some_and(|department| may_read_request_as_department(doc, department));
+            .is_some_and(|department| transfer().as_deref() == Some(department));
         if !transferred {
             return Err(Forbidden::NotTransferred);
         }

@@ -60,6 +60,9 @@ pub(super) const EXPECTED_EXTENSIONS: &str =
 /// checked by a test.
 pub(super) const EXPECTED_DOCUMENT_IDS: &str = "an array of at most 1000000 document IDs";
 
+/// What the `documents` of a `lianxin-area-batch` should have been.
+const EXPECTED_DOCUMENTS: &str = "an array of byte strings, one for each entry of `documentIds`";
+
 /// The CBOR tag cbor-x puts around a `Uint8Array` when `tagUint8Array` is on.
 const TAG_UINT8_ARRAY: u64 = 64;
 
@@ -193,14 +196,36 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
             target_id: fields.peer_id("targetId")?,
             document_ids: fields.document_id_list("documentIds")?,
         },
+        "lianxin-area-sync" => Message::AreaSync {
+            sender_id: fields.peer_id("senderId")?,
+            target_id: fields.peer_id("targetId")?,
+            cursor: fields.optional_text("cursor")?,
+        },
+        "lianxin-area-batch" => {
+            let ids = fields.document_id_list("documentIds")?;
+            let data = fields.data_list("documents")?;
+            if ids.len() != data.len() {
+                return Err(invalid("documents", EXPECTED_DOCUMENTS));
+            }
+            Message::AreaBatch {
+                sender_id: fields.peer_id("senderId")?,
+                target_id: fields.peer_id("targetId")?,
+                documents: ids.into_iter().zip(data).collect(),
+                cursor: fields.text("cursor")?,
+                complete: fields.flag("complete")?,
+            }
+        }
         _ => return Err(DecodeError::UnknownType(truncate(type_name))),
     };
     Ok(message)
 }
 
 /// Every key a message map may have that [`decode`] reads.
-const MESSAGE_KEYS: [&str; 15] = [
+const MESSAGE_KEYS: [&str; 18] = [
     "type",
+    "documents",
+    "cursor",
+    "complete",
     "senderId",
     "targetId",
     "documentId",
@@ -976,6 +1001,32 @@ impl<'a, const N: usize> Fields<'a, N> {
 
     fn data(&self, name: &'static str) -> Result<Vec<u8>, DecodeError> {
         self.cbor.data(self.required(name)?, name)
+    }
+
+    /// An array of byte strings, each read like a `data` field.
+    fn data_list(&self, name: &'static str) -> Result<Vec<Vec<u8>>, DecodeError> {
+        let items = self
+            .cbor
+            .array(self.required(name)?)?
+            .ok_or(invalid(name, EXPECTED_DOCUMENTS))?;
+        if items.item_count()? > MAX_CHANGED_DOCS {
+            return Err(invalid(name, EXPECTED_DOCUMENTS));
+        }
+        items.map(|item| self.cbor.data(item?, name)).collect()
+    }
+
+    fn optional_text(&self, name: &'static str) -> Result<Option<String>, DecodeError> {
+        self.take(name)
+            .map(|at| self.cbor.text(at, name))
+            .transpose()
+    }
+
+    /// A boolean; absent reads as `false`.
+    fn flag(&self, name: &'static str) -> Result<bool, DecodeError> {
+        match self.take(name) {
+            None => Ok(false),
+            Some(at) => self.cbor.boolean(at)?.ok_or(invalid(name, "a boolean")),
+        }
     }
 
     fn whole_number(&self, name: &'static str) -> Result<u64, DecodeError> {

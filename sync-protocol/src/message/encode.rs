@@ -65,6 +65,44 @@ pub(super) fn encode(message: &Message) -> Vec<u8> {
             w.text_field("type", "leave");
             w.text_field("senderId", sender_id.as_str());
         }
+        Message::AreaSync {
+            sender_id,
+            target_id,
+            cursor,
+        } => {
+            w.object(3 + usize::from(cursor.is_some()));
+            w.text_field("type", "lianxin-area-sync");
+            w.text_field("targetId", target_id.as_str());
+            if let Some(cursor) = cursor {
+                w.text_field("cursor", cursor);
+            }
+            w.text_field("senderId", sender_id.as_str());
+        }
+        Message::AreaBatch {
+            sender_id,
+            target_id,
+            documents,
+            cursor,
+            complete,
+        } => {
+            w.object(7);
+            w.text_field("type", "lianxin-area-batch");
+            w.text_field("targetId", target_id.as_str());
+            w.text("documentIds");
+            w.array(documents.len());
+            for (document_id, _) in documents {
+                w.text(&document_id.to_string());
+            }
+            w.text("documents");
+            w.array(documents.len());
+            for (_, data) in documents {
+                w.bytes(data);
+            }
+            w.text_field("cursor", cursor);
+            w.text("complete");
+            w.bool(*complete);
+            w.text_field("senderId", sender_id.as_str());
+        }
         Message::Request {
             sender_id,
             target_id,

@@ -141,6 +141,30 @@ fn samples() -> Vec<Message> {
             target_id: peer("client"),
             document_ids: vec![],
         },
+        Message::AreaSync {
+            sender_id: peer("client"),
+            target_id: peer("server"),
+            cursor: None,
+        },
+        Message::AreaSync {
+            sender_id: peer("client"),
+            target_id: peer("server"),
+            cursor: Some("1:0:17:".into()),
+        },
+        Message::AreaBatch {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            documents: vec![(doc(), vec![0x85, 0x6f, 0x4a, 0x83]), (other_doc(), vec![])],
+            cursor: "1:0:17:x".into(),
+            complete: false,
+        },
+        Message::AreaBatch {
+            sender_id: peer("server"),
+            target_id: peer("client"),
+            documents: vec![],
+            cursor: "1:17:17:".into(),
+            complete: true,
+        },
     ]
 }
 
@@ -148,7 +172,7 @@ fn samples() -> Vec<Message> {
 fn every_variant_round_trips() {
     let samples = samples();
     let names: std::collections::BTreeSet<_> = samples.iter().map(Message::type_name).collect();
-    assert_eq!(names.len(), 12, "samples must cover every variant");
+    assert_eq!(names.len(), 14, "samples must cover every variant");
     for message in samples {
         let bytes = message.encode();
         assert_eq!(Message::decode(&bytes), Ok(message.clone()), "{message:?}");
@@ -844,6 +868,50 @@ fn changed_docs_messages_follow_the_repo_message_layout() {
     };
     assert_eq!(message.encode(), answer);
     assert_eq!(Message::decode(&answer), Ok(message));
+}
+
+#[test]
+fn area_batch_lists_must_match() {
+    use ciborium::Value;
+    let batch = |ids: Vec<Value>, documents: Value| {
+        Message::decode(&cbor(&map(vec![
+            ("type", t("lianxin-area-batch")),
+            ("senderId", t("s")),
+            ("targetId", t("c")),
+            ("documentIds", Value::Array(ids)),
+            ("documents", documents),
+            ("cursor", t("1:0:3:")),
+        ])))
+    };
+    // One document without its bytes is refused, not paired with the wrong bytes.
+    assert_eq!(
+        batch(
+            vec![t(DOC), t(&other_doc().to_string())],
+            Value::Array(vec![Value::Bytes(vec![1])])
+        ),
+        Err(DecodeError::InvalidField {
+            field: "documents",
+            expected: "an array of byte strings, one for each entry of `documentIds`",
+        })
+    );
+    assert!(matches!(
+        batch(vec![t(DOC)], Value::Array(vec![t("not bytes")])),
+        Err(DecodeError::InvalidField {
+            field: "documents",
+            ..
+        })
+    ));
+    // `complete` may be left out, and then is false.
+    assert_eq!(
+        batch(vec![t(DOC)], Value::Array(vec![Value::Bytes(vec![1, 2])])),
+        Ok(Message::AreaBatch {
+            sender_id: peer("s"),
+            target_id: peer("c"),
+            documents: vec![(doc(), vec![1, 2])],
+            cursor: "1:0:3:".into(),
+            complete: false,
+        })
+    );
 }
 
 #[test]

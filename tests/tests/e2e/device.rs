@@ -223,7 +223,7 @@ async fn wait_until_recorded(app: &TestApp, key: &str, n: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let held = app.state.store.device_documents(key).await.unwrap();
-        if held.len() == n && held.iter().all(|(_, changed)| !changed) {
+        if held.len() == n && held.iter().all(|h| !h.changed) {
             return;
         }
         assert!(

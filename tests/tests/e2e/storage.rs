@@ -125,7 +125,13 @@ async fn sync_states_round_trip(backend: Backend) {
         .unwrap();
     store.save_sync_state("u/d", &id, b"s", 1).await.unwrap();
     store.save_sync_state("u/d", &other, b"s", 1).await.unwrap();
-    let mut held = store.device_documents("u/d").await.unwrap();
+    let mut held: Vec<_> = store
+        .device_documents("u/d")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.id, h.changed))
+        .collect();
     held.sort();
     let mut expected = vec![(id, false), (other, false)];
     expected.sort();
@@ -139,8 +145,8 @@ async fn sync_states_round_trip(backend: Backend) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(id, _)| id)
+        .filter(|h| h.changed)
+        .map(|h| h.id)
         .collect();
     assert_eq!(changed, vec![other]);
     assert!(store.device_documents("nobody").await.unwrap().is_empty());
