@@ -90,8 +90,18 @@ fn visit(
     i: usize,
     user: &str,
 ) -> Result<(), automerge::AutomergeError> {
+    visit_in(tx, i, user, AREA)
+}
+
+/// A visit (see [`visit`]) in `area`.
+fn visit_in(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    i: usize,
+    user: &str,
+    area: &str,
+) -> Result<(), automerge::AutomergeError> {
     let common = Common {
-        area: AreaPath::new(AREA).expect("area"),
+        area: AreaPath::new(area).expect("area"),
         created_by: user.into(),
         created_at: 1_767_578_400_000 + i as i64,
     };
@@ -240,18 +250,45 @@ async fn main() -> anyhow::Result<()> {
     let sent = writer.stats();
     report.figure("W1", "messages sent", sent.messages_sent as f64, "");
 
-    // W2: a fresh device pulls all N.
-    let reader = connected(&server, "reader", "secretary").await?;
+    // W2: a fresh device pulls all N: by area (one request, batches), then, for comparison,
+    // by ID (one sync conversation per document, as stock automerge-repo peers do).
+    let reader_token = server.person("reader", "secretary").await?;
+    let reader = Client::in_memory(ClientConfig::default()).await?;
+    let start = Instant::now();
+    reader.connect(&server.ws_url(), &reader_token).await?;
+    reader.wait_up_to_date(wait).await?;
+    report.figure("W2", "fresh pull of all, by area", seconds(start), "s");
+    let have = reader.documents().len();
+    anyhow::ensure!(
+        have >= args.n,
+        "W2: the reader has {have} of {} documents",
+        args.n
+    );
+    report.figure(
+        "W2",
+        "messages received",
+        reader.stats().messages_received as f64,
+        "",
+    );
+    let by_id_token = server.person("reader-by-id", "secretary").await?;
+    let by_id = Client::in_memory(ClientConfig {
+        area_sync: false,
+        ..ClientConfig::default()
+    })
+    .await?;
+    by_id.connect(&server.ws_url(), &by_id_token).await?;
     let start = Instant::now();
     let fetches = futures_util::stream::iter(ids.iter().copied())
-        .map(|id| reader.fetch(id, wait))
+        .map(|id| by_id.fetch(id, wait))
         .buffer_unordered(256)
         .collect::<Vec<_>>()
         .await;
     for fetched in fetches {
         fetched?;
     }
-    report.figure("W2", "fresh pull of all", seconds(start), "s");
+    report.figure("W2", "fresh pull of all, by ID", seconds(start), "s");
+    by_id.disconnect().await;
+    drop(by_id);
     let (peak, _) = server.memory_kib();
     report.figure("W2", "server peak RSS", peak as f64 / 1024.0, "MiB");
 
@@ -301,13 +338,16 @@ async fn main() -> anyhow::Result<()> {
     );
     report.figure("W3", "bytes (both devices, both ways)", bytes as f64, "B");
 
-    // W4: D devices, each uploading a handful of changes at once, watched by one subscriber.
+    // W4: D devices, each in its own grid uploading a handful of changes at once, watched by
+    // one subscriber of the whole community.
     let mut devices = Vec::with_capacity(args.devices);
     for d in 0..args.devices {
-        let client = connected(&server, &format!("field-{d}"), "grid_worker").await?;
-        let id = client
-            .create(|tx| visit(tx, d, &format!("field-{d}")))
-            .await?;
+        let user = format!("field-{d}");
+        let grid = server.grid(&format!("grid-{d}")).await?;
+        let token = server.person_in(&user, "grid_worker", &grid).await?;
+        let client = Client::in_memory(ClientConfig::default()).await?;
+        client.connect(&server.ws_url(), &token).await?;
+        let id = client.create(|tx| visit_in(tx, d, &user, &grid)).await?;
         client.wait_synced(id, wait).await?;
         devices.push((client, id));
     }

@@ -170,11 +170,32 @@ impl Server {
 
     /// Registers a user with one device in [`AREA`] and returns a token for it.
     pub async fn person(&self, user: &str, role: &str) -> anyhow::Result<String> {
+        self.person_in(user, role, AREA).await
+    }
+
+    /// Adds a grid below [`AREA`] (if it is not there yet) and returns its path.
+    pub async fn grid(&self, name: &str) -> anyhow::Result<String> {
+        let path = format!("{AREA}/{name}");
+        let response = self
+            .http
+            .post(self.url("/v1/admin/areas"))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({"path": path, "name": name, "level": "grid"}))
+            .send()
+            .await?;
+        if !response.status().is_success() && response.status().as_u16() != 409 {
+            bail!("/v1/admin/areas: {}", response.text().await?);
+        }
+        Ok(path)
+    }
+
+    /// Registers a user with one device in `area` and returns a token for it.
+    pub async fn person_in(&self, user: &str, role: &str, area: &str) -> anyhow::Result<String> {
         let device = format!("{user}-phone");
         for (path, body) in [
             (
                 "/v1/admin/users",
-                json!({"id": user, "name": user, "role": role, "area": AREA}),
+                json!({"id": user, "name": user, "role": role, "area": area}),
             ),
             ("/v1/admin/devices", json!({"id": device, "user": user})),
         ] {
@@ -189,7 +210,7 @@ impl Server {
                 bail!("{path}: {}", response.text().await?);
             }
         }
-        Ok(self.token(user, &device, role, AREA))
+        Ok(self.token(user, &device, role, area))
     }
 
     /// The server process's peak resident memory (VmHWM) and current (VmRSS), in KiB.

@@ -185,9 +185,9 @@ impl Store {
     }
 
     /// Stores what one area-sync batch brought, in one transaction: for each document a chunk
-    /// and the sync state shared with the server, then the batch's cursor under `cursor_key`.
-    /// After a crash either all of it is there or none, so the cursor never runs ahead of the
-    /// documents.
+    /// and the sync state shared with the server, then the batch's cursor under `cursor_key`
+    /// (unless it is empty: a live push moves no cursor). After a crash either all of it is
+    /// there or none, so the cursor never runs ahead of the documents.
     pub async fn store_batch(
         &self,
         documents: &[(DocumentId, Vec<u8>, Vec<u8>)],
@@ -223,15 +223,17 @@ impl Store {
             .await
             .map_err(|e| self.db_err(e))?;
         }
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(cursor_key)
-        .bind(cursor)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        if !cursor.is_empty() {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(cursor_key)
+            .bind(cursor)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
 

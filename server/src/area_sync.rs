@@ -11,10 +11,16 @@
 //! the horizon taken before this one began: anything committed during the pass is sent again
 //! rather than missed.
 //!
-//! After the first pass the task waits on the hub's area subscription and runs a pass from its
-//! cursor whenever a document in the area changes; wakes that come during a pass coalesce into
-//! one more pass. The number of messages grows with what changed, never with what the device
-//! holds, and no document is loaded into memory on the server.
+//! Before the pass, the connection subscribes to its area in the hub. From then on, the actor
+//! of a document that changes pushes the whole document (one save for all subscribers) to
+//! every subscriber that may read it and does not have it open (those hear through their
+//! sessions), as a batch without a cursor. The number of messages grows with what changed,
+//! never with what the device holds, and the catch-up loads no document into memory.
+//!
+//! The stored cursor moves only with catch-up passes: a device connected for a day catches up
+//! on reconnecting from where its last catch-up ended, and gets again what was pushed to it
+//! live meanwhile. Moving it with live pushes would need the pushes and the cursor in one
+//! order, which they are not (they travel different queues).
 //!
 //! A cursor names the scope it was made for (role, area, department): a device whose user
 //! moved to another area or role starts over rather than trusting a cursor of another scope.
@@ -25,7 +31,7 @@ use lianxin_protocol::DocumentId;
 use lianxin_protocol::domain::{Actor, AreaPath, Kind, check_read_where, may_read};
 use tokio::sync::mpsc;
 
-use crate::hub::{ConnId, Peer};
+use crate::hub::Peer;
 use crate::state::AppState;
 use crate::storage::area::{AreaDoc, AreaScope};
 
@@ -137,8 +143,9 @@ pub enum AreaSyncError {
     Closed,
 }
 
-/// Runs area sync for one connection: the catch-up from `cursor`, then live passes, until the
-/// connection drops `out`'s receiver. Errors end the task; the client asks again.
+/// Runs area sync for one connection: subscribes it to its area, then sends the catch-up from
+/// `cursor`. The subscription lasts until the connection drops `out`'s receiver; while it
+/// lasts, document actors push each change to the connection themselves.
 pub async fn run(
     state: AppState,
     peer: Arc<Peer>,
@@ -156,31 +163,22 @@ pub async fn run(
         user: actor.user.clone(),
         peer_key: peer.peer_key.clone(),
     };
-    // Subscribe before the first horizon is taken: a change committed after it wakes us.
-    let _subscription = Subscription::new(&state, &actor.area, peer.conn);
-    let wake = _subscription.notify.clone();
-    let mut cursor = cursor;
-    let mut first = true;
-    loop {
-        cursor = pass(&state, actor, &scope, cursor, first, &out).await?;
-        first = false;
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = out.closed() => return Err(AreaSyncError::Closed),
-        }
-    }
+    // Subscribe before the horizon is taken: whatever commits after it is pushed.
+    let _subscription = Subscription::new(&state, &peer);
+    pass(&state, actor, &scope, cursor, &out).await?;
+    out.closed().await;
+    Ok(())
 }
 
-/// One pass from `cursor`; returns the cursor for the next. The first pass always ends with a
-/// batch marked complete, even an empty one; later passes send only batches with documents.
+/// The catch-up pass from `cursor`. It ends with a batch marked complete, even an empty one,
+/// whose cursor starts the next catch-up at the horizon taken before this one began.
 async fn pass(
     state: &AppState,
     actor: &Actor,
     scope: &AreaScope,
     mut cursor: Cursor,
-    first: bool,
     out: &mpsc::Sender<Batch>,
-) -> Result<Cursor, AreaSyncError> {
+) -> Result<(), AreaSyncError> {
     let horizon = match cursor.horizon {
         Some(h) => h,
         None => state.store.area_horizon().await?,
@@ -204,7 +202,7 @@ async fn pass(
             .filter(|doc| readable_by(actor, doc))
             .collect();
         let mut batches = split(readable);
-        if last_page && first && batches.is_empty() {
+        if last_page && batches.is_empty() {
             batches.push(Vec::new());
         }
         let count = batches.len();
@@ -226,7 +224,7 @@ async fn pass(
             let batch = Batch {
                 documents,
                 cursor: next.to_string(),
-                complete: first && page_done && last_page,
+                complete: page_done && last_page,
             };
             out.send(batch).await.map_err(|_| AreaSyncError::Closed)?;
         }
@@ -234,7 +232,7 @@ async fn pass(
             cursor.after = end;
         }
         if last_page {
-            return Ok(finished);
+            return Ok(());
         }
     }
 }
@@ -272,26 +270,22 @@ fn split(docs: Vec<AreaDoc>) -> Vec<Vec<(DocumentId, Vec<u8>)>> {
 /// A connection's area subscription, ended when dropped.
 struct Subscription {
     state: AppState,
-    area: AreaPath,
-    conn: ConnId,
-    notify: Arc<tokio::sync::Notify>,
+    peer: Arc<Peer>,
 }
 
 impl Subscription {
-    fn new(state: &AppState, area: &AreaPath, conn: ConnId) -> Self {
-        let notify = state.hub.subscribe_area(area, conn);
+    fn new(state: &AppState, peer: &Arc<Peer>) -> Self {
+        state.hub.subscribe_area(peer);
         Self {
             state: state.clone(),
-            area: area.clone(),
-            conn,
-            notify,
+            peer: peer.clone(),
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.state.hub.unsubscribe_area(&self.area, self.conn);
+        self.state.hub.unsubscribe_area(&self.peer);
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use lianxin_protocol::domain::AreaPath;
 use lianxin_protocol::{DocumentId, Message, PeerId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -79,7 +79,7 @@ pub struct DocContext {
 }
 
 /// Area-sync subscribers by the root of their area.
-type AreaSubscribers = HashMap<String, Vec<(ConnId, Arc<Notify>)>>;
+type AreaSubscribers = HashMap<String, Vec<Arc<Peer>>>;
 
 /// The registry of documents in memory. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -93,8 +93,8 @@ struct HubInner {
     /// Connections to tell when a document changes although they do not have it open: devices
     /// that hold the document and asked for changed-docs catch-up (see `watch`).
     watchers: Mutex<HashMap<DocumentId, Vec<Arc<Peer>>>>,
-    /// Connections doing area sync, by the root of their area: each is woken when a document
-    /// at or below it changes (see `crate::area_sync`).
+    /// Connections doing area sync, by the root of their area: each hears of every change to
+    /// a document at or below it (see `crate::area_sync`).
     areas: Mutex<AreaSubscribers>,
     ctx: Arc<DocContext>,
     next_generation: std::sync::atomic::AtomicU64,
@@ -194,45 +194,44 @@ impl DocHub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes `conn` (through the returned `Notify`) whenever a document at or below `area`
-    /// changes. Costs one entry per connection; changes find their subscribers by walking up
-    /// their own area path, so a change costs the depth of the tree, not the connections.
-    pub fn subscribe_area(&self, area: &AreaPath, conn: ConnId) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
+    /// Subscribes `peer` to its area: every change committed to a document at or below the
+    /// area is pushed to it by the document's actor (see `crate::area_sync`). Costs one entry
+    /// per connection; a change finds its subscribers by walking up its own area path, so it
+    /// costs the depth of the tree, not the number of connections.
+    pub fn subscribe_area(&self, peer: &Arc<Peer>) {
         self.areas()
-            .entry(area.as_str().to_owned())
+            .entry(peer.actor.area.as_str().to_owned())
             .or_default()
-            .push((conn, notify.clone()));
-        notify
+            .push(peer.clone());
     }
 
-    /// Ends `conn`'s area subscription.
-    pub fn unsubscribe_area(&self, area: &AreaPath, conn: ConnId) {
+    /// Ends `peer`'s area subscription.
+    pub fn unsubscribe_area(&self, peer: &Peer) {
         let mut areas = self.areas();
-        if let Some(list) = areas.get_mut(area.as_str()) {
-            list.retain(|(c, _)| *c != conn);
+        let key = peer.actor.area.as_str();
+        if let Some(list) = areas.get_mut(key) {
+            list.retain(|p| p.conn != peer.conn);
             if list.is_empty() {
-                areas.remove(area.as_str());
+                areas.remove(key);
             }
         }
     }
 
-    /// Tells the area subscribers above `area` that a document there changed.
-    pub(crate) fn area_changed(&self, area: &AreaPath) {
+    /// The connections subscribed to `area` or to an area above it.
+    pub(crate) fn area_subscribers(&self, area: &AreaPath) -> Vec<Arc<Peer>> {
         let areas = self.areas();
         if areas.is_empty() {
-            return;
+            return Vec::new();
         }
+        let mut found = Vec::new();
         let mut node = Some(area.clone());
         while let Some(at) = node {
             if let Some(list) = areas.get(at.as_str()) {
-                for (_, notify) in list {
-                    // Stores a permit if the connection is busy: wakes coalesce.
-                    notify.notify_one();
-                }
+                found.extend(list.iter().cloned());
             }
             node = at.parent();
         }
+        found
     }
 
     fn areas(&self) -> MutexGuard<'_, AreaSubscribers> {

@@ -145,7 +145,8 @@ pub enum Message {
         /// [`MAX_CHANGED_DOCS`] of them.
         documents: Vec<(DocumentId, Vec<u8>)>,
         /// Where to resume: a client that has stored this batch's documents stores the cursor,
-        /// and sends it in its next [`Message::AreaSync`]. Opaque to the client.
+        /// and sends it in its next [`Message::AreaSync`]. Opaque to the client. Empty for a
+        /// live push, which moves no cursor.
         cursor: String,
         /// Whether this batch ends the catch-up (later batches are live news).
         complete: bool,

@@ -509,9 +509,6 @@ impl DocActor {
             {
                 Ok(appended) => {
                     self.ctx.changes.notify_waiters();
-                    if let Some(info) = outcome.as_ref().map(|o| &o.info).or(loaded.info.as_ref()) {
-                        self.hub.area_changed(&info.area);
-                    }
                     self.ctx.metrics.merges.inc();
                     self.ctx
                         .metrics
@@ -599,7 +596,12 @@ impl DocActor {
             fan_out(&self.ctx, &doc_id, loaded, &mut self.sessions, except);
         }
 
-        // Devices that hold the document without having it open hear that it changed.
+        // Devices subscribed to the area hear of it…
+        if effects.heads_changed || caught_up {
+            push_to_area(&self.ctx, &self.hub, &doc_id, loaded, &self.sessions);
+        }
+
+        // …and devices that hold the document without having it open hear that it changed.
         if effects.heads_changed || caught_up {
             let sessions = &self.sessions;
             for watcher in self
@@ -734,7 +736,6 @@ impl DocActor {
         {
             Ok(appended) => {
                 self.ctx.changes.notify_waiters();
-                self.hub.area_changed(&outcome.info.area);
                 let gap = appended.seq != loaded.last_seq + 1;
                 if gap && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await {
                     tracing::warn!(error = %e, "catching up with other writers failed");
@@ -757,6 +758,7 @@ impl DocActor {
             }
         }
         fan_out(&self.ctx, &self.id, loaded, &mut self.sessions, None);
+        push_to_area(&self.ctx, &self.hub, &self.id, loaded, &self.sessions);
     }
 
     /// Writes a fresh snapshot and drops the chunks it contains.
@@ -816,6 +818,47 @@ impl DocActor {
 
     fn push(&self, peer: &Peer, message: Message) {
         push(&self.ctx, peer, message);
+    }
+}
+
+/// Sends the whole document, as saved, to the area subscribers that may read it and do not
+/// have it open here (those hear through their sessions). One save serves them all. A
+/// subscriber that cannot keep up is disconnected like any slow client, and catches up from its
+/// cursor when it reconnects.
+fn push_to_area(
+    ctx: &DocContext,
+    hub: &DocHub,
+    doc_id: &DocumentId,
+    loaded: &Loaded,
+    sessions: &HashMap<ConnId, SessionSlot>,
+) {
+    let Some(info) = &loaded.info else {
+        return;
+    };
+    let subscribers: Vec<_> = hub
+        .area_subscribers(&info.area)
+        .into_iter()
+        .filter(|peer| {
+            !sessions.contains_key(&peer.conn) && loaded.readable_by(&peer.actor, ctx.allow_untyped)
+        })
+        .collect();
+    if subscribers.is_empty() {
+        return;
+    }
+    let saved = loaded.doc.save();
+    ctx.metrics.area_documents.add(subscribers.len() as u64);
+    for peer in subscribers {
+        push(
+            ctx,
+            &peer,
+            Message::AreaBatch {
+                sender_id: ctx.server_peer.clone(),
+                target_id: peer.remote.clone(),
+                documents: vec![(*doc_id, saved.clone())],
+                cursor: String::new(),
+                complete: false,
+            },
+        );
     }
 }
 
