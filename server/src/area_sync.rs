@@ -5,7 +5,7 @@
 //! A pass lists `documents` rows with `changed_tx >= since` (every row for a device without a
 //! cursor) page by page in ID order from storage ([`crate::storage::area`]), keeps those the
 //! user may read (the same rule as for a single document, from the row's columns), and hands
-//! them to the connection in batches of about [`BATCH_BYTES`]. Each batch carries a cursor
+//! them to the connection in batches of about `limits.area_batch_bytes`. Each batch carries a cursor
 //! that says where the pass stands, so a device that stores a batch and then loses the
 //! connection resumes after it. The cursor of the last batch of a pass starts the next pass at
 //! the horizon taken before this one began: anything committed during the pass is sent again
@@ -37,9 +37,6 @@ use crate::storage::area::{AreaDoc, AreaScope};
 
 /// Rows read per page.
 const PAGE_ROWS: i64 = 1_000;
-
-/// A batch is closed once its documents reach this many bytes (a larger document goes alone).
-pub const BATCH_BYTES: usize = 1 << 20;
 
 /// Where a device stands in area sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,20 +162,28 @@ pub async fn run(
     };
     // Subscribe before the horizon is taken: whatever commits after it is pushed.
     let _subscription = Subscription::new(&state, &peer);
-    pass(&state, actor, &scope, cursor, &out).await?;
+    // A cursor from the middle of a pass finishes that pass, whose horizon was taken before
+    // this subscription; what committed since then is in the pass after it.
+    let resumed = cursor.horizon.is_some();
+    let next = pass(&state, actor, &scope, cursor, !resumed, &out).await?;
+    if resumed {
+        pass(&state, actor, &scope, next, true, &out).await?;
+    }
     out.closed().await;
     Ok(())
 }
 
-/// The catch-up pass from `cursor`. It ends with a batch marked complete, even an empty one,
-/// whose cursor starts the next catch-up at the horizon taken before this one began.
+/// A catch-up pass from `cursor`; returns the cursor that starts the next pass, at the horizon
+/// taken before this one began. With `complete`, it ends with a batch marked complete, even an
+/// empty one.
 async fn pass(
     state: &AppState,
     actor: &Actor,
     scope: &AreaScope,
     mut cursor: Cursor,
+    complete: bool,
     out: &mpsc::Sender<Batch>,
-) -> Result<(), AreaSyncError> {
+) -> Result<Cursor, AreaSyncError> {
     let horizon = match cursor.horizon {
         Some(h) => h,
         None => state.store.area_horizon().await?,
@@ -201,8 +206,8 @@ async fn pass(
             .into_iter()
             .filter(|doc| readable_by(actor, doc))
             .collect();
-        let mut batches = split(readable);
-        if last_page && batches.is_empty() {
+        let mut batches = split(readable, state.settings.limits.area_batch_bytes);
+        if last_page && complete && batches.is_empty() {
             batches.push(Vec::new());
         }
         let count = batches.len();
@@ -224,7 +229,7 @@ async fn pass(
             let batch = Batch {
                 documents,
                 cursor: next.to_string(),
-                complete: page_done && last_page,
+                complete: complete && page_done && last_page,
             };
             out.send(batch).await.map_err(|_| AreaSyncError::Closed)?;
         }
@@ -232,7 +237,7 @@ async fn pass(
             cursor.after = end;
         }
         if last_page {
-            return Ok(());
+            return Ok(finished);
         }
     }
 }
@@ -248,13 +253,13 @@ fn readable_by(actor: &Actor, doc: &AreaDoc) -> bool {
     .is_ok()
 }
 
-/// Groups documents into batches of about [`BATCH_BYTES`].
-fn split(docs: Vec<AreaDoc>) -> Vec<Vec<(DocumentId, Vec<u8>)>> {
+/// Groups documents into batches of about `budget` bytes.
+fn split(docs: Vec<AreaDoc>, budget: usize) -> Vec<Vec<(DocumentId, Vec<u8>)>> {
     let mut batches = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
     for doc in docs {
-        if !current.is_empty() && bytes + doc.data.len() > BATCH_BYTES {
+        if !current.is_empty() && bytes + doc.data.len() > budget {
             batches.push(std::mem::take(&mut current));
             bytes = 0;
         }

@@ -159,6 +159,9 @@ pub struct Limits {
     pub document_idle_secs: u64,
     /// Change chunks after which a document is compacted into a new snapshot.
     pub compact_after_chunks: usize,
+    /// Bytes of documents after which an area-sync batch is closed (a larger document goes
+    /// alone). Keep it well under `max_message_bytes` of the clients.
+    pub area_batch_bytes: usize,
     /// Timeout of plain HTTP requests.
     pub http_timeout_secs: u64,
 }
@@ -175,6 +178,7 @@ impl Default for Limits {
             send_timeout_secs: 30,
             keepalive_secs: 30,
             document_idle_secs: 30,
+            area_batch_bytes: 1024 * 1024,
             compact_after_chunks: 64,
             http_timeout_secs: 30,
         }

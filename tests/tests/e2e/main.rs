@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per concern. Tests that touch storage run against
 //! both Postgres and SQLite through the `both_backends!` macro.
 
+mod area_sync;
 mod auth;
 mod bad_input;
 mod convergence;
