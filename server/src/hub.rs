@@ -78,6 +78,43 @@ pub struct DocContext {
     pub tracker: TaskTracker,
 }
 
+/// The actors whose Automerge document is loaded, by when they last used it.
+#[derive(Debug, Default)]
+struct Residency {
+    /// Document → (last use, actor generation).
+    by_doc: HashMap<DocumentId, (u64, u64)>,
+    /// Last use → document, oldest first.
+    by_use: std::collections::BTreeMap<u64, DocumentId>,
+    clock: u64,
+}
+
+impl Residency {
+    fn touch(&mut self, doc: DocumentId, generation: u64) {
+        self.clock += 1;
+        if let Some((used, _)) = self.by_doc.insert(doc, (self.clock, generation)) {
+            self.by_use.remove(&used);
+        }
+        self.by_use.insert(self.clock, doc);
+    }
+
+    fn remove(&mut self, doc: &DocumentId, generation: u64) {
+        if let Some(&(used, held)) = self.by_doc.get(doc)
+            && held == generation
+        {
+            self.by_doc.remove(doc);
+            self.by_use.remove(&used);
+        }
+    }
+
+    /// Takes the least recently used document, but never `keep`.
+    fn oldest_but(&mut self, keep: &DocumentId) -> Option<(DocumentId, u64)> {
+        let (&used, &doc) = self.by_use.iter().find(|(_, doc)| *doc != keep)?;
+        self.by_use.remove(&used);
+        let (_, generation) = self.by_doc.remove(&doc)?;
+        Some((doc, generation))
+    }
+}
+
 /// Area-sync subscribers by the root of their area.
 type AreaSubscribers = HashMap<String, Vec<Arc<Peer>>>;
 
@@ -96,6 +133,8 @@ struct HubInner {
     /// Connections doing area sync, by the root of their area: each hears of every change to
     /// a document at or below it (see `crate::area_sync`).
     areas: Mutex<AreaSubscribers>,
+    /// Which actors hold their document loaded, least recently used first.
+    residency: Mutex<Residency>,
     ctx: Arc<DocContext>,
     next_generation: std::sync::atomic::AtomicU64,
 }
@@ -114,6 +153,7 @@ impl DocHub {
                 docs: Mutex::new(HashMap::new()),
                 watchers: Mutex::new(HashMap::new()),
                 areas: Mutex::new(HashMap::new()),
+                residency: Mutex::new(Residency::default()),
                 ctx: Arc::new(ctx),
                 next_generation: std::sync::atomic::AtomicU64::new(1),
             }),
@@ -236,6 +276,57 @@ impl DocHub {
 
     fn areas(&self) -> MutexGuard<'_, AreaSubscribers> {
         self.inner.areas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by an actor that has its document loaded and is using it: marks it as the most
+    /// recently used and, when more than `max_documents_in_memory` are loaded, tells the least
+    /// recently used ones to unload. An actor too busy to take the command right away is
+    /// skipped for now and asked again later.
+    pub(crate) fn resident(&self, doc: &DocumentId, generation: u64) {
+        let cap = self.inner.ctx.limits.max_documents_in_memory.max(1);
+        let victims = {
+            let mut residency = self.residency();
+            residency.touch(*doc, generation);
+            let mut victims = Vec::new();
+            while residency.by_doc.len() > cap {
+                match residency.oldest_but(doc) {
+                    Some(victim) => victims.push(victim),
+                    None => break,
+                }
+            }
+            victims
+        };
+        if victims.is_empty() {
+            return;
+        }
+        let mut busy = Vec::new();
+        {
+            let docs = self.docs();
+            for (victim, generation) in victims {
+                let Some(slot) = docs.get(&victim).filter(|s| s.generation == generation) else {
+                    continue;
+                };
+                if slot.tx.try_send(DocCommand::Unload).is_err() {
+                    busy.push((victim, generation));
+                }
+            }
+        }
+        let mut residency = self.residency();
+        for (victim, generation) in busy {
+            residency.touch(victim, generation);
+        }
+    }
+
+    /// Called by an actor that dropped its document from memory (or is exiting).
+    pub(crate) fn unresident(&self, doc: &DocumentId, generation: u64) {
+        self.residency().remove(doc, generation);
+    }
+
+    fn residency(&self) -> MutexGuard<'_, Residency> {
+        self.inner
+            .residency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Number of documents in memory now.

@@ -87,6 +87,8 @@ pub struct Metrics {
     pub merge_latency: Histogram,
     pub documents_in_memory: Gauge,
     pub documents_evicted: Counter,
+    pub documents_loaded: Gauge,
+    pub documents_unloaded: Counter,
     pub compactions: Counter,
     pub storage_errors: Counter,
     pub area_documents: Counter,
@@ -96,7 +98,12 @@ impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 16] = [
+        let counters: [(&str, &str, &Counter); 17] = [
+            (
+                "lianxin_documents_unloaded_total",
+                "Documents dropped from memory to stay under limits.max_documents_in_memory.",
+                &self.documents_unloaded,
+            ),
             (
                 "lianxin_area_documents_total",
                 "Documents sent by area sync (catch-up, bootstrap and live).",
@@ -185,7 +192,7 @@ impl Metrics {
                 counter.get()
             );
         }
-        let gauges: [(&str, &str, &Gauge); 2] = [
+        let gauges: [(&str, &str, &Gauge); 3] = [
             (
                 "lianxin_connections_open",
                 "Websocket connections open now.",
@@ -193,8 +200,13 @@ impl Metrics {
             ),
             (
                 "lianxin_documents_in_memory",
-                "Documents held in memory now.",
+                "Document actors running now (each holds its sessions).",
                 &self.documents_in_memory,
+            ),
+            (
+                "lianxin_documents_loaded",
+                "Automerge documents loaded in memory now (at most limits.max_documents_in_memory).",
+                &self.documents_loaded,
             ),
         ];
         for (name, help, gauge) in gauges {

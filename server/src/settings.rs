@@ -145,6 +145,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most documents one connection may have open at once.
     pub max_open_documents_per_connection: usize,
+    /// Most Automerge documents loaded in memory in this process. Loading one more drops the
+    /// least recently used from memory (its sessions stay; the store has everything).
+    pub max_documents_in_memory: usize,
     /// Capacity of each connection's send queue. When it is full the client is too slow to
     /// keep up: it is disconnected (it resumes by syncing again on reconnect; nothing is lost).
     pub send_queue: usize,
@@ -173,6 +176,7 @@ impl Default for Limits {
             max_document_bytes: 64 * 1024 * 1024,
             max_connections: 25_000,
             max_open_documents_per_connection: 100_000,
+            max_documents_in_memory: 2_000,
             send_queue: 1024,
             handshake_timeout_secs: 10,
             send_timeout_secs: 30,

@@ -207,7 +207,8 @@ impl Store {
     }
 
     /// Saves the sync state for (`peer_key`, `doc`). `synced_seq` is the document's
-    /// `last_seq` if the device holds every change up to it, else 0.
+    /// `last_seq` if the device holds every change up to it, 0 if not, and negative if unknown
+    /// (the recorded value then stays; a new row counts as changed).
     pub async fn save_sync_state(
         &self,
         peer_key: &str,
@@ -480,7 +481,9 @@ macro_rules! store_impl {
                     "INSERT INTO sync_states (peer_key, document_id, state, synced_seq) \
                      VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (peer_key, document_id) \
-                     DO UPDATE SET state = excluded.state, synced_seq = excluded.synced_seq, \
+                     DO UPDATE SET state = excluded.state, \
+                     synced_seq = CASE WHEN excluded.synced_seq < 0 \
+                     THEN sync_states.synced_seq ELSE excluded.synced_seq END, \
                      updated_at = CURRENT_TIMESTAMP",
                 )
                 .bind(peer_key)

@@ -44,6 +44,9 @@ pub enum DocCommand {
     Ephemeral { from: ConnId, message: Message },
     /// The connection closed the document or went away.
     Detach { conn: ConnId },
+    /// Too many documents are loaded: drop the Automerge document (sessions stay; it is
+    /// loaded again from the store with the next message). Sent by the hub.
+    Unload,
 }
 
 /// Spawns the actor of `doc`, owned by the context's task tracker.
@@ -184,6 +187,7 @@ impl DocActor {
         for conn in conns {
             Box::pin(self.detach(conn)).await;
         }
+        self.unload();
         self.ctx.metrics.documents_in_memory.dec();
         tracing::debug!("document left memory");
     }
@@ -220,6 +224,20 @@ impl DocActor {
                 }
             }
             DocCommand::Detach { conn } => self.detach(conn).await,
+            DocCommand::Unload => {
+                if self.loaded.is_some() {
+                    self.ctx.metrics.documents_unloaded.inc();
+                }
+                self.unload();
+            }
+        }
+    }
+
+    /// Drops the Automerge document from memory; the store has all of it.
+    fn unload(&mut self) {
+        if self.loaded.take().is_some() {
+            self.ctx.metrics.documents_loaded.dec();
+            self.hub.unresident(&self.id, self.generation);
         }
     }
 
@@ -277,6 +295,7 @@ impl DocActor {
             }
         };
         self.loaded = Some(loaded);
+        self.ctx.metrics.documents_loaded.inc();
         Ok(())
     }
 
@@ -350,6 +369,7 @@ impl DocActor {
         received_at: Instant,
     ) -> Result<(), Refusal> {
         self.ensure_loaded().await?;
+        self.hub.resident(&self.id, self.generation);
         let doc_id = self.id;
         // A document this peer may not see is answered exactly like one that does not exist.
         let readable = self
@@ -530,7 +550,7 @@ impl DocActor {
                         // Another process appended in between: take in what it stored.
                         if let Err(e) = catch_up(&self.ctx, &doc_id, loaded).await {
                             tracing::warn!(error = %e, "catching up with other writers failed");
-                            self.loaded = None;
+                            self.unload();
                             return Err(Refusal::Storage { doc: doc_id });
                         }
                         caught_up = true;
@@ -802,7 +822,9 @@ impl DocActor {
                     heads.sort();
                     if shared == heads { loaded.last_seq } else { 0 }
                 }
-                _ => 0,
+                Some(_) => 0,
+                // Unloaded to save memory: what was recorded stays (see `save_sync_state`).
+                None => -1,
             };
             if let Err(e) = self
                 .ctx

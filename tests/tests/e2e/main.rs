@@ -9,6 +9,7 @@ mod device;
 mod field;
 mod interop;
 mod limits;
+mod memory;
 mod metrics;
 mod people;
 mod read_model;
