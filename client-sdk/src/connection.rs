@@ -44,6 +44,11 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// again with fresh sessions.
 const STALL: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Most documents in conversation with the server at once. A device with ten thousand
+/// documents to upload offers them this many at a time: sending all at once would leave it
+/// writing while the server's answers pile up unread, and would make the server load them all.
+const WINDOW: usize = 128;
+
 /// Where the store keeps the area-sync cursor of the last batch it stored.
 const AREA_CURSOR: &str = "area_cursor";
 
@@ -157,6 +162,9 @@ impl OpenConnection {
             active: HashSet::new(),
             awaiting_catch_up: false,
             awaiting_area: false,
+            window: HashSet::new(),
+            backlog: std::collections::VecDeque::new(),
+            queued: HashSet::new(),
             no_progress: std::collections::HashMap::new(),
         };
         let (catch_up, area) = match session.prepare(shared, &self.server_meta).await {
@@ -280,6 +288,11 @@ struct ConnectionState {
     awaiting_catch_up: bool,
     /// Asked for area sync and the catch-up batches have not all arrived: not up to date yet.
     awaiting_area: bool,
+    /// Documents in conversation with the server: at most [`WINDOW`].
+    window: HashSet<DocumentId>,
+    /// Documents waiting for room in the window, in order, and the same as a set.
+    backlog: std::collections::VecDeque<DocumentId>,
+    queued: HashSet<DocumentId>,
     /// Per document with unsent changes: how many messages in a row changed neither its heads
     /// nor what is unsent (see [`NO_PROGRESS`]).
     no_progress: std::collections::HashMap<DocumentId, u32>,
@@ -425,8 +438,51 @@ impl ConnectionState {
         Ok(Vec::new())
     }
 
-    /// Sync messages for `ids` (those held or requested), marking them active.
+    /// Offers `ids` (those held or requested): documents already in conversation say what is
+    /// new at once; the others queue, and at most [`WINDOW`] conversations run at a time.
     fn offer(
+        &mut self,
+        shared: &Shared,
+        ids: impl IntoIterator<Item = DocumentId>,
+    ) -> Vec<Message> {
+        let mut now = Vec::new();
+        for id in ids {
+            if self.window.contains(&id) {
+                now.push(id);
+            } else if self.queued.insert(id) {
+                self.backlog.push_back(id);
+            }
+        }
+        let mut out = self.generate(shared, now);
+        out.extend(self.pump(shared));
+        out
+    }
+
+    /// Starts queued conversations while the window has room.
+    fn pump(&mut self, shared: &Shared) -> Vec<Message> {
+        let mut out = Vec::new();
+        while self.window.len() < WINDOW {
+            let Some(id) = self.backlog.pop_front() else {
+                break;
+            };
+            self.queued.remove(&id);
+            out.extend(self.generate(shared, [id]));
+        }
+        out
+    }
+
+    /// A conversation ended (or can go no further for now): room for the next.
+    fn done(&mut self, shared: &Shared, id: &DocumentId) -> Vec<Message> {
+        if self.window.remove(id) {
+            self.pump(shared)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Sync messages for `ids`, marking them active; those with something to say enter the
+    /// window.
+    fn generate(
         &mut self,
         shared: &Shared,
         ids: impl IntoIterator<Item = DocumentId>,
@@ -442,6 +498,7 @@ impl ConnectionState {
             }
             self.active.insert(id);
             if let Some(data) = local.session.generate(&local.doc) {
+                self.window.insert(id);
                 out.push(self.sync_message(shared, id, data, local));
             }
         }
@@ -524,7 +581,7 @@ impl ConnectionState {
 
     /// Whether some active document still waits for the server.
     fn in_flight(&self, shared: &Shared) -> bool {
-        if self.awaiting_catch_up || self.awaiting_area {
+        if self.awaiting_catch_up || self.awaiting_area || !self.backlog.is_empty() {
             return true;
         }
         let docs = shared.docs();
@@ -566,7 +623,8 @@ impl ConnectionState {
                 {
                     local.availability = Availability::Unavailable;
                 }
-                Ok(Vec::new())
+                drop(docs);
+                Ok(self.done(shared, &document_id))
             }
             Message::Error { message, .. } => {
                 tracing::warn!(%message, "server reported an error");
@@ -594,7 +652,11 @@ impl ConnectionState {
                     }
                 }
                 shared.emit(ClientEvent::ServerError { document, message });
-                Ok(Vec::new())
+                // The conversation stopped here; the stall timer offers the document again.
+                Ok(match document {
+                    Some(document) => self.done(shared, &document),
+                    None => Vec::new(),
+                })
             }
             _ => Ok(Vec::new()),
         }
@@ -661,10 +723,17 @@ impl ConnectionState {
             });
         }
         self.active.insert(id);
-        let docs = shared.docs();
-        Ok(match (reply_data, docs.get(&id)) {
-            (Some(data), Some(local)) => vec![self.sync_message(shared, id, data, local)],
-            _ => Vec::new(),
+        let reply = {
+            let docs = shared.docs();
+            match (reply_data, docs.get(&id)) {
+                (Some(data), Some(local)) => Some(self.sync_message(shared, id, data, local)),
+                _ => None,
+            }
+        };
+        Ok(match reply {
+            Some(reply) => vec![reply],
+            // Nothing more to say: this conversation is over until something changes.
+            None => self.done(shared, &id),
         })
     }
 }
