@@ -723,18 +723,23 @@ impl ConnectionState {
             });
         }
         self.active.insert(id);
-        let reply = {
+        let (reply, in_sync) = {
             let docs = shared.docs();
             match (reply_data, docs.get(&id)) {
-                (Some(data), Some(local)) => Some(self.sync_message(shared, id, data, local)),
-                _ => None,
+                (Some(data), Some(local)) => (
+                    Some(self.sync_message(shared, id, data, local)),
+                    local.session.is_in_sync(&local.doc),
+                ),
+                _ => (None, true),
             }
         };
-        Ok(match reply {
-            Some(reply) => vec![reply],
-            // Nothing more to say: this conversation is over until something changes.
-            None => self.done(shared, &id),
-        })
+        // Nothing more to say, or both sides have the same heads (what is left is a courtesy
+        // the server need not answer): the conversation no longer holds a place in the window.
+        let mut out: Vec<Message> = reply.into_iter().collect();
+        if in_sync {
+            out.extend(self.done(shared, &id));
+        }
+        Ok(out)
     }
 }
 

@@ -68,6 +68,8 @@ pub struct DocContext {
     pub allow_untyped: bool,
     /// Configuration of the field rules (listening days).
     pub rules: lianxin_protocol::domain::CheckConfig,
+    /// Writes accepted changes, in transactions shared between documents.
+    pub committer: crate::committer::Committer,
     /// Notified after every commit of changes (the changes feed waits on it).
     pub changes: Arc<tokio::sync::Notify>,
     /// Configuration of the read model's projections (due times, the local zone).

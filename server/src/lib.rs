@@ -24,6 +24,7 @@
 pub mod area_sync;
 pub mod auth;
 pub mod cli;
+pub mod committer;
 pub mod connection;
 pub mod error;
 pub mod hub;

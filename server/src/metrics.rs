@@ -92,13 +92,25 @@ pub struct Metrics {
     pub compactions: Counter,
     pub storage_errors: Counter,
     pub area_documents: Counter,
+    pub commit_batches: Counter,
+    pub commit_appends: Counter,
 }
 
 impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 17] = [
+        let counters: [(&str, &str, &Counter); 19] = [
+            (
+                "lianxin_commit_batches_total",
+                "Transactions written by group commit.",
+                &self.commit_batches,
+            ),
+            (
+                "lianxin_commit_appends_total",
+                "Change chunks written by group commit (divide by the batches for the batch size).",
+                &self.commit_appends,
+            ),
             (
                 "lianxin_documents_unloaded_total",
                 "Documents dropped from memory to stay under limits.max_documents_in_memory.",

@@ -50,7 +50,14 @@ impl Application {
         let server_peer = PeerId::new(format!("lianxin-server-{}", rand::random::<u64>()))
             .context("server peer id")?;
         let changes = Arc::new(tokio::sync::Notify::new());
+        let committer = crate::committer::Committer::start(
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            &tracker,
+        );
         let hub = DocHub::new(DocContext {
+            committer,
             changes: changes.clone(),
             store: store.clone(),
             metrics: metrics.clone(),

@@ -98,6 +98,15 @@ pub struct HeldDocument {
     pub typed: bool,
 }
 
+/// One chunk to append, with what it does to the read model.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendItem<'a> {
+    pub doc: &'a DocumentId,
+    pub data: &'a [u8],
+    pub peer_key: Option<&'a str>,
+    pub record: &'a read_model::ChangeRecord<'a>,
+}
+
 /// A chunk appended to a document's log, as [`Store::append`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -174,7 +183,27 @@ impl Store {
         peer_key: Option<&str>,
         record: &read_model::ChangeRecord<'_>,
     ) -> Result<Appended, StorageError> {
-        dispatch!(self, s => s.append(doc, data, peer_key, record).await)
+        let item = AppendItem {
+            doc,
+            data,
+            peer_key,
+            record,
+        };
+        let mut appended = self.append_batch(std::slice::from_ref(&item)).await?;
+        Ok(appended.remove(0))
+    }
+
+    /// Appends several chunks (of different documents) in one transaction: all are stored or
+    /// none. Returns what [`Store::append`] would for each, in order. This is what group
+    /// commit (`crate::committer`) calls.
+    pub async fn append_batch(
+        &self,
+        items: &[AppendItem<'_>],
+    ) -> Result<Vec<Appended>, StorageError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, s => s.append_batch(items).await)
     }
 
     /// Chunks with a sequence number above `seq` (appended by other processes), in order.
@@ -356,44 +385,49 @@ macro_rules! store_impl {
                 }))
             }
 
-            #[tracing::instrument(skip_all, fields(doc_id = %doc, bytes = data.len()), err)]
-            pub(super) async fn append(
+            /// Appends each item's chunk in one transaction (see [`super::Store::append_batch`]).
+            #[tracing::instrument(skip_all, fields(items = items.len()), err)]
+            pub(super) async fn append_batch(
                 &self,
-                doc: &lianxin_protocol::DocumentId,
-                data: &[u8],
-                peer_key: Option<&str>,
-                record: &super::read_model::ChangeRecord<'_>,
-            ) -> Result<super::Appended, super::StorageError> {
-                let id = doc.to_string();
+                items: &[super::AppendItem<'_>],
+            ) -> Result<Vec<super::Appended>, super::StorageError> {
+                // Rows are locked in one order (document ID) in every transaction, so batches
+                // of several processes cannot deadlock on each other.
+                let mut order: Vec<usize> = (0..items.len()).collect();
+                order.sort_by(|a, b| items[*a].doc.as_bytes().cmp(items[*b].doc.as_bytes()));
+                let mut appended = vec![super::Appended { seq: 0, size_bytes: 0 }; items.len()];
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("INSERT INTO documents (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+                for i in order {
+                    let item = &items[i];
+                    let id = item.doc.to_string();
+                    let (seq, size_bytes): (i64, i64) = sqlx::query_as(concat!(
+                        "INSERT INTO documents (id, last_seq, size_bytes, changed_tx) \
+                         VALUES ($1, 1, $2, ",
+                        $changed_tx,
+                        ") ON CONFLICT (id) DO UPDATE SET last_seq = documents.last_seq + 1, \
+                         size_bytes = documents.size_bytes + excluded.size_bytes, \
+                         updated_at = CURRENT_TIMESTAMP, changed_tx = excluded.changed_tx \
+                         RETURNING last_seq, size_bytes"
+                    ))
                     .bind(&id)
+                    .bind(item.data.len() as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO document_changes (document_id, seq, data, peer_key) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&id)
+                    .bind(seq)
+                    .bind(item.data)
+                    .bind(item.peer_key)
                     .execute(&mut *tx)
                     .await?;
-                let (seq, size_bytes): (i64, i64) = sqlx::query_as(concat!(
-                    "UPDATE documents SET last_seq = last_seq + 1, \
-                     size_bytes = size_bytes + $2, updated_at = CURRENT_TIMESTAMP, \
-                     changed_tx = ",
-                    $changed_tx,
-                    " WHERE id = $1 RETURNING last_seq, size_bytes"
-                ))
-                .bind(&id)
-                .bind(data.len() as i64)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO document_changes (document_id, seq, data, peer_key) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&id)
-                .bind(seq)
-                .bind(data)
-                .bind(peer_key)
-                .execute(&mut *tx)
-                .await?;
-                Self::write_change_record(&mut tx, &id, seq, record).await?;
+                    Self::write_change_record(&mut tx, &id, seq, item.record).await?;
+                    appended[i] = super::Appended { seq, size_bytes };
+                }
                 tx.commit().await?;
-                Ok(super::Appended { seq, size_bytes })
+                Ok(appended)
             }
 
             pub(super) async fn chunks_after(

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
 use super::{ConnId, DocContext, DocHub, Peer};
-use crate::storage::read_model::{Author, ChangeRecord};
+use crate::committer::OwnedChangeRecord;
 
 /// How often an idle actor checks whether it may leave memory.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -510,21 +510,19 @@ impl DocActor {
             let (projected, changes, client_time, summary) = record
                 .take()
                 .unwrap_or_else(|| (None, 0, None, "no new changes".to_owned()));
-            let change_record = ChangeRecord {
-                projected: projected.as_ref(),
-                author: Author {
-                    user: &peer.user.id,
-                    device: Some(&peer.device_id),
-                    role: peer.actor.role.as_str(),
-                },
+            let change_record = OwnedChangeRecord {
+                projected: projected.clone(),
+                user: peer.user.id.clone(),
+                device: Some(peer.device_id.clone()),
+                role: peer.actor.role.as_str().to_owned(),
                 changes,
                 client_time,
                 summary,
             };
             match self
                 .ctx
-                .store
-                .append(&doc_id, bytes, peer.peer_key.as_deref(), &change_record)
+                .committer
+                .append(doc_id, bytes.clone(), peer.peer_key.clone(), change_record)
                 .await
             {
                 Ok(appended) => {
@@ -737,21 +735,19 @@ impl DocActor {
             Some(after) => loaded.describe(after),
             None => format!("assigned to {}", winner.volunteer),
         };
-        let change_record = ChangeRecord {
-            projected: projected.as_ref(),
-            author: Author {
-                user: domain::SERVER_USER,
-                device: None,
-                role: "server",
-            },
+        let change_record = OwnedChangeRecord {
+            projected: projected.clone(),
+            user: domain::SERVER_USER.to_owned(),
+            device: None,
+            role: "server".to_owned(),
             changes: 1,
             client_time: None,
             summary,
         };
         match self
             .ctx
-            .store
-            .append(&self.id, &bytes, Some("server"), &change_record)
+            .committer
+            .append(self.id, bytes, Some("server".to_owned()), change_record)
             .await
         {
             Ok(appended) => {
