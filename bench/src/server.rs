@@ -213,6 +213,11 @@ impl Server {
         Ok(self.token(user, &device, role, area))
     }
 
+    /// CPU seconds (user and system) the server process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// The server process's peak resident memory (VmHWM) and current (VmRSS), in KiB.
     pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -246,4 +251,21 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// CPU seconds (user and system) of the process whose `stat` file is `path`; 0 if unreadable.
+pub fn cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after its closing ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
+    ticks as f64 / 100.0
 }
