@@ -276,21 +276,24 @@ fn split(docs: Vec<AreaDoc>, budget: usize) -> Vec<Vec<(DocumentId, Vec<u8>)>> {
 struct Subscription {
     state: AppState,
     peer: Arc<Peer>,
+    key: u64,
 }
 
 impl Subscription {
     fn new(state: &AppState, peer: &Arc<Peer>) -> Self {
-        state.hub.subscribe_area(peer);
+        let key = state.hub.subscribe_area(peer);
         Self {
             state: state.clone(),
             peer: peer.clone(),
+            key,
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.state.hub.unsubscribe_area(&self.peer);
+        // By key: an aborted task is dropped after the task that replaced it subscribed.
+        self.state.hub.unsubscribe_area(&self.peer, self.key);
     }
 }
 

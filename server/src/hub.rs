@@ -118,7 +118,7 @@ impl Residency {
 }
 
 /// Area-sync subscribers by the root of their area.
-type AreaSubscribers = HashMap<String, Vec<Arc<Peer>>>;
+type AreaSubscribers = HashMap<String, Vec<(u64, Arc<Peer>)>>;
 
 /// The registry of documents in memory. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -239,22 +239,29 @@ impl DocHub {
     /// Subscribes `peer` to its area: every change committed to a document at or below the
     /// area is pushed to it by the document's actor (see `crate::area_sync`). Costs one entry
     /// per connection; a change finds its subscribers by walking up its own area path, so it
-    /// costs the depth of the tree, not the number of connections.
-    pub fn subscribe_area(&self, peer: &Arc<Peer>) {
+    /// costs the depth of the tree, not the number of connections. Returns the subscription's
+    /// key for [`DocHub::unsubscribe_area`].
+    pub fn subscribe_area(&self, peer: &Arc<Peer>) -> u64 {
+        let key = self
+            .inner
+            .next_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.areas()
             .entry(peer.actor.area.as_str().to_owned())
             .or_default()
-            .push(peer.clone());
+            .push((key, peer.clone()));
+        key
     }
 
-    /// Ends `peer`'s area subscription.
-    pub fn unsubscribe_area(&self, peer: &Peer) {
+    /// Ends the subscription `key` of `peer` (another subscription of the same connection,
+    /// made since, stays).
+    pub fn unsubscribe_area(&self, peer: &Peer, key: u64) {
         let mut areas = self.areas();
-        let key = peer.actor.area.as_str();
-        if let Some(list) = areas.get_mut(key) {
-            list.retain(|p| p.conn != peer.conn);
+        let area = peer.actor.area.as_str();
+        if let Some(list) = areas.get_mut(area) {
+            list.retain(|(k, _)| *k != key);
             if list.is_empty() {
-                areas.remove(key);
+                areas.remove(area);
             }
         }
     }
@@ -269,7 +276,7 @@ impl DocHub {
         let mut node = Some(area.clone());
         while let Some(at) = node {
             if let Some(list) = areas.get(at.as_str()) {
-                found.extend(list.iter().cloned());
+                found.extend(list.iter().map(|(_, peer)| peer.clone()));
             }
             node = at.parent();
         }

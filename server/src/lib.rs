@@ -11,7 +11,10 @@
 //! - [`auth`]: token verification and signing; the `Authenticated` extractor.
 //! - [`routes`]: HTTP routes: `/v1/sync`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`connection`]: one websocket connection: handshake, routing, outbox.
-//! - [`hub`]: documents in memory, one actor each, with leases and idle eviction.
+//! - [`hub`]: documents in use, one actor each, with leases, idle eviction, the cap on loaded
+//!   documents and the area subscriptions.
+//! - [`committer`]: group commit of accepted changes.
+//! - [`area_sync`]: catch-up and bootstrap by area for one connection.
 //! - [`live`]: open connections by user and device, so revocation cuts them at once.
 //! - [`storage`]: the `Store` with its Postgres and SQLite backends (the only sqlx user),
 //!   including the registry of areas, users and devices.
