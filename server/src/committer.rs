@@ -69,6 +69,7 @@ struct Pending {
     doc: DocumentId,
     data: Vec<u8>,
     peer_key: Option<String>,
+    holder: Option<Vec<u8>>,
     record: OwnedChangeRecord,
     reply: oneshot::Sender<Result<Appended, CommitError>>,
 }
@@ -100,12 +101,15 @@ impl Committer {
     }
 
     /// Appends `data` to `doc` and returns once it is committed, in a transaction shared
-    /// with whatever other appends were waiting.
+    /// with whatever other appends were waiting. With `holder` (a sync state), the device of
+    /// `peer_key` is recorded as holding the document in the same transaction (see
+    /// [`AppendItem::holder`]).
     pub async fn append(
         &self,
         doc: DocumentId,
         data: Vec<u8>,
         peer_key: Option<String>,
+        holder: Option<Vec<u8>>,
         record: OwnedChangeRecord,
     ) -> Result<Appended, CommitError> {
         let (reply, answer) = oneshot::channel();
@@ -114,6 +118,7 @@ impl Committer {
                 doc,
                 data,
                 peer_key,
+                holder,
                 record,
                 reply,
             })
@@ -168,6 +173,7 @@ async fn commit(store: &Store, metrics: &Metrics, batch: Vec<Pending>) {
                 doc: &p.doc,
                 data: &p.data,
                 peer_key: p.peer_key.as_deref(),
+                holder: p.holder.as_deref(),
                 record,
             })
             .collect();

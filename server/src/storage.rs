@@ -104,6 +104,9 @@ pub struct AppendItem<'a> {
     pub doc: &'a DocumentId,
     pub data: &'a [u8],
     pub peer_key: Option<&'a str>,
+    /// A sync state: records (if not recorded yet) that the device of `peer_key` holds the
+    /// document, with nothing known to be synced, in the same transaction.
+    pub holder: Option<&'a [u8]>,
     pub record: &'a read_model::ChangeRecord<'a>,
 }
 
@@ -187,6 +190,7 @@ impl Store {
             doc,
             data,
             peer_key,
+            holder: None,
             record,
         };
         let mut appended = self.append_batch(std::slice::from_ref(&item)).await?;
@@ -424,6 +428,17 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await?;
                     Self::write_change_record(&mut tx, &id, seq, item.record).await?;
+                    if let (Some(state), Some(key)) = (item.holder, item.peer_key) {
+                        sqlx::query(
+                            "INSERT INTO sync_states (peer_key, document_id, state, synced_seq) \
+                             VALUES ($1, $2, $3, 0) ON CONFLICT (peer_key, document_id) DO NOTHING",
+                        )
+                        .bind(key)
+                        .bind(&id)
+                        .bind(state)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     appended[i] = super::Appended { seq, size_bytes };
                 }
                 tx.commit().await?;

@@ -519,13 +519,27 @@ impl DocActor {
                 client_time,
                 summary,
             };
+            // The device holds this document from now on: recorded in the same transaction,
+            // unless its row exists already.
+            let holder =
+                (!slot.recorded && peer.peer_key.is_some()).then(|| slot.session.persisted_state());
+            let holding = holder.is_some();
             match self
                 .ctx
                 .committer
-                .append(doc_id, bytes.clone(), peer.peer_key.clone(), change_record)
+                .append(
+                    doc_id,
+                    bytes.clone(),
+                    peer.peer_key.clone(),
+                    holder,
+                    change_record,
+                )
                 .await
             {
                 Ok(appended) => {
+                    if holding {
+                        slot.recorded = true;
+                    }
                     self.ctx.changes.notify_waiters();
                     self.ctx.metrics.merges.inc();
                     self.ctx
@@ -747,7 +761,13 @@ impl DocActor {
         match self
             .ctx
             .committer
-            .append(self.id, bytes, Some("server".to_owned()), change_record)
+            .append(
+                self.id,
+                bytes,
+                Some("server".to_owned()),
+                None,
+                change_record,
+            )
             .await
         {
             Ok(appended) => {
