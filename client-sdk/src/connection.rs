@@ -167,7 +167,8 @@ impl OpenConnection {
             queued: HashSet::new(),
             no_progress: std::collections::HashMap::new(),
         };
-        let (catch_up, area) = match session.prepare(shared, &self.server_meta).await {
+        let (catch_up, hear_changes, area) = match session.prepare(shared, &self.server_meta).await
+        {
             Ok(modes) => modes,
             Err(e) => {
                 tracing::error!(error = %e, "local store failed; closing the connection");
@@ -196,7 +197,9 @@ impl OpenConnection {
                 }
             }
         }
-        if catch_up {
+        // Asked even of a server this store has not met: the answer is then empty, but the
+        // server learns that this client hears changed-docs notices.
+        if hear_changes {
             session.awaiting_catch_up = true;
             outgoing.push(Message::ChangedDocsRequest {
                 sender_id: shared.peer_id.clone(),
@@ -307,12 +310,13 @@ const NO_PROGRESS: u32 = 64;
 impl ConnectionState {
     /// Checks which server this is. A store that meets a different server (another database)
     /// forgets its sync states, since they describe what it shared with the old one. Returns
-    /// whether changed-docs catch-up and area sync can be used.
+    /// whether changed-docs catch-up can replace offering every document, whether to ask for
+    /// changed-docs at all, and whether area sync can be used.
     async fn prepare(
         &self,
         shared: &Shared,
         meta: &PeerMetadata,
-    ) -> Result<(bool, bool), crate::error::StoreError> {
+    ) -> Result<(bool, bool, bool), crate::error::StoreError> {
         let server_store = meta.storage_id.as_ref().map(|s| s.as_str().to_string());
         let known = shared.store.get_meta("server_storage_id").await?;
         let same_server = server_store.is_some() && known == server_store;
@@ -331,8 +335,10 @@ impl ConnectionState {
                 shared.store.set_meta("server_storage_id", id).await?;
             }
         }
+        let changed_docs = shared.config.catch_up && meta.supports(EXT_CHANGED_DOCS);
         Ok((
-            shared.config.catch_up && same_server && meta.supports(EXT_CHANGED_DOCS),
+            changed_docs && same_server,
+            changed_docs,
             shared.config.area_sync && meta.supports(EXT_AREA_SYNC),
         ))
     }
@@ -605,6 +611,20 @@ impl ConnectionState {
             } => self.handle_sync(shared, document_id, &data).await,
             Message::ChangedDocs { document_ids, .. } => {
                 self.awaiting_catch_up = false;
+                // The server has news for these: start each conversation afresh from the shared
+                // heads (a session that finished earlier on this connection would think there
+                // is nothing to say; the server may have closed its side since).
+                {
+                    let mut docs = shared.docs();
+                    for id in &document_ids {
+                        if let Some(local) = docs.get_mut(id)
+                            && !self.window.contains(id)
+                        {
+                            let state = local.session.persisted_state();
+                            local.session = DocSession::resume(&state).unwrap_or_default();
+                        }
+                    }
+                }
                 Ok(self.offer(shared, document_ids))
             }
             Message::AreaBatch {

@@ -81,8 +81,15 @@ struct Connection {
     state: AppState,
     identity: Identity,
     leases: HashMap<DocumentId, DocLease>,
+    /// When each open document was last used (a tick of `lease_clock`), to close the least
+    /// recently used ones (see [`Connection::close_least_used`]).
+    lease_use: HashMap<DocumentId, u64>,
+    lease_clock: u64,
     /// Documents this connection watches for changed-docs notifications.
-    watched: Vec<DocumentId>,
+    watched: std::collections::HashSet<DocumentId>,
+    /// The client asked for changed-docs, so it understands the notifications: documents it
+    /// has not used for a while can be closed and watched instead of kept open.
+    hears_changed_docs: bool,
     peer: Option<Arc<Peer>>,
     kill: CancellationToken,
     /// Cancelled when this connection's user or device is revoked.
@@ -103,7 +110,10 @@ impl Connection {
             state,
             identity,
             leases: HashMap::new(),
-            watched: Vec::new(),
+            lease_use: HashMap::new(),
+            lease_clock: 0,
+            watched: std::collections::HashSet::new(),
+            hears_changed_docs: false,
             peer: None,
             kill: CancellationToken::new(),
             area_out: None,
@@ -417,6 +427,7 @@ impl Connection {
                 )
             }
             Message::ChangedDocsRequest { .. } => {
+                self.hears_changed_docs = true;
                 self.changed_docs(socket, &peer).await;
                 return Ok(());
             }
@@ -437,7 +448,11 @@ impl Connection {
                 return Ok(());
             }
         };
-        if !self.leases.contains_key(&doc) {
+        self.lease_clock += 1;
+        if let Some(used) = self.lease_use.get_mut(&doc) {
+            *used = self.lease_clock;
+        } else {
+            self.close_least_used(&peer).await;
             let limit = self.state.settings.limits.max_open_documents_per_connection;
             if self.leases.len() >= limit {
                 self.send_error(
@@ -452,12 +467,53 @@ impl Connection {
             }
             let lease = self.state.hub.lease(doc, self.conn);
             self.leases.insert(doc, lease);
+            self.lease_use.insert(doc, self.lease_clock);
         }
         let lease = &self.leases[&doc];
         if lease.send(cmd).await.is_err() {
             return Err(End::Shutdown);
         }
         Ok(())
+    }
+
+    /// Keeps at most `keep_open_documents_per_connection` documents open for a client that
+    /// hears changed-docs notifications: before one more opens, the least recently used is
+    /// closed (its actor saves the sync state and may leave memory) and watched instead, so a
+    /// change to it still reaches the device, as a notice it answers by syncing. A device that
+    /// touched a hundred thousand documents then costs the server a watch entry for each, not
+    /// an actor.
+    async fn close_least_used(&mut self, peer: &Arc<Peer>) {
+        let keep = self
+            .state
+            .settings
+            .limits
+            .keep_open_documents_per_connection
+            .max(1);
+        if !self.hears_changed_docs || peer.peer_key.is_none() || self.leases.len() < keep {
+            return;
+        }
+        // Several at once, so the scan for the oldest runs once per many opens.
+        let excess = self.leases.len() + 1 - keep + keep / 8;
+        let mut by_use: Vec<(u64, DocumentId)> = self
+            .lease_use
+            .iter()
+            .map(|(doc, used)| (*used, *doc))
+            .collect();
+        by_use.sort_unstable();
+        let closing: Vec<DocumentId> = by_use.into_iter().take(excess).map(|(_, d)| d).collect();
+        let fresh: Vec<DocumentId> = closing
+            .iter()
+            .copied()
+            .filter(|doc| self.watched.insert(*doc))
+            .collect();
+        // Watch first: a change committed while the lease is going is announced.
+        self.state.hub.watch(peer, &fresh);
+        for doc in closing {
+            self.lease_use.remove(&doc);
+            if let Some(lease) = self.leases.remove(&doc) {
+                lease.release().await;
+            }
+        }
     }
 
     /// Answers a changed-docs request: which of the documents this device synced before have
@@ -501,7 +557,7 @@ impl Connection {
             if pass == 0 {
                 let ids: Vec<DocumentId> = held.iter().map(|h| h.id).collect();
                 self.state.hub.watch(peer, &ids);
-                self.watched.extend_from_slice(&ids);
+                self.watched.extend(ids.iter().copied());
             }
         }
         let changed = held
@@ -590,7 +646,9 @@ impl Connection {
         if let Some(task) = self.area_task.take() {
             task.abort();
         }
-        self.state.hub.unwatch(self.conn, &self.watched);
+        let watched: Vec<DocumentId> = self.watched.drain().collect();
+        self.state.hub.unwatch(self.conn, &watched);
+        self.lease_use.clear();
         for (_, lease) in self.leases.drain() {
             lease.release().await;
         }

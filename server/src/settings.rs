@@ -145,6 +145,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most documents one connection may have open at once.
     pub max_open_documents_per_connection: usize,
+    /// Documents a connection keeps open when its client hears changed-docs notices (the
+    /// Lianxin SDK): beyond this, the least recently used are closed and watched instead.
+    pub keep_open_documents_per_connection: usize,
     /// Most Automerge documents loaded in memory in this process. Loading one more drops the
     /// least recently used from memory (its sessions stay; the store has everything).
     pub max_documents_in_memory: usize,
@@ -176,6 +179,7 @@ impl Default for Limits {
             max_document_bytes: 64 * 1024 * 1024,
             max_connections: 25_000,
             max_open_documents_per_connection: 100_000,
+            keep_open_documents_per_connection: 512,
             max_documents_in_memory: 2_000,
             send_queue: 1024,
             handshake_timeout_secs: 10,
