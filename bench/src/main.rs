@@ -45,6 +45,10 @@ struct Args {
     /// Changes per device in W4.
     #[arg(long, default_value_t = 5)]
     changes: usize,
+    /// W5 also after this many more documents are touched (uploaded by devices of 10,000
+    /// each, one after the other); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    touch: usize,
     /// Idle connections for W6 (0 skips it).
     #[arg(long, default_value_t = 0)]
     connections: usize,
@@ -467,6 +471,47 @@ async fn main() -> anyhow::Result<()> {
     );
     report.figure("W5", "server RSS now", now as f64 / 1024.0, "MiB");
     drop(finished);
+
+    // W5 again after touching many more documents: devices of 10,000 documents each upload
+    // theirs one after the other.
+    if args.touch > 0 {
+        let start = Instant::now();
+        let mut touched = 0;
+        let mut round = 0;
+        while touched < args.touch {
+            let count = (args.touch - touched).min(10_000);
+            let user = format!("toucher-{round}");
+            let token = server.person(&user, "secretary").await?;
+            // Uploading only: no area sync, which would bring it all that came before.
+            let device = Client::in_memory(ClientConfig {
+                area_sync: false,
+                ..ClientConfig::default()
+            })
+            .await?;
+            for i in 0..count {
+                device
+                    .create(|tx| visit(tx, 1_000_000 + touched + i, &user))
+                    .await?;
+            }
+            device.connect(&server.ws_url(), &token).await?;
+            device.wait_up_to_date(wait).await?;
+            let rejected = device.rejected_changes().await?.len();
+            anyhow::ensure!(rejected == 0, "W5: the server refused {rejected} uploads");
+            device.disconnect().await;
+            touched += count;
+            round += 1;
+        }
+        report.figure("W5", "documents touched in all", (args.n + touched) as f64, "");
+        report.figure("W5", "time to touch them", seconds(start), "s");
+        let (peak, now) = server.memory_kib();
+        report.figure(
+            "W5",
+            "server peak RSS after touching them",
+            peak as f64 / 1024.0,
+            "MiB",
+        );
+        report.figure("W5", "server RSS after touching them", now as f64 / 1024.0, "MiB");
+    }
 
     // W2 for comparison: the same pull by ID, document by document.
     let by_id_token = server.person("reader-by-id", "secretary").await?;
