@@ -501,7 +501,12 @@ async fn main() -> anyhow::Result<()> {
             touched += count;
             round += 1;
         }
-        report.figure("W5", "documents touched in all", (args.n + touched) as f64, "");
+        report.figure(
+            "W5",
+            "documents touched in all",
+            (args.n + touched) as f64,
+            "",
+        );
         report.figure("W5", "time to touch them", seconds(start), "s");
         let (peak, now) = server.memory_kib();
         report.figure(
@@ -510,7 +515,12 @@ async fn main() -> anyhow::Result<()> {
             peak as f64 / 1024.0,
             "MiB",
         );
-        report.figure("W5", "server RSS after touching them", now as f64 / 1024.0, "MiB");
+        report.figure(
+            "W5",
+            "server RSS after touching them",
+            now as f64 / 1024.0,
+            "MiB",
+        );
     }
 
     // W2 for comparison: the same pull by ID, document by document.
