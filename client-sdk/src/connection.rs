@@ -8,6 +8,11 @@
 //! offered. Received changes are committed to the store before the reply that acknowledges
 //! them is sent.
 //!
+//! With the area-sync extension, the documents of the user's area that changed since the
+//! stored cursor (all of them on a fresh device) arrive in batches without being asked for one
+//! by one, and later changes are pushed; each batch is stored with its cursor in one
+//! transaction. At most [`WINDOW`] documents are in conversation at a time; the rest queue.
+//!
 //! When the connection ends, each session is reset to its persisted part (the shared heads),
 //! as automerge's sync protocol requires, so the next connection exchanges only what is new.
 //!

@@ -3,7 +3,10 @@
 //! The connection first waits (bounded by `handshake_timeout_secs`) for the client's `join`
 //! and answers `peer`. After that it routes each `request`/`sync`/`ephemeral` message to the
 //! actor of its document through a [`DocLease`], and writes whatever the actors queue in its
-//! bounded outbox. It never touches a document itself.
+//! bounded outbox. It never touches a document itself. A `lianxin-area-sync` request starts
+//! the connection's area-sync task (`crate::area_sync`), whose batches it writes too. For a
+//! client that hears changed-docs notices, it keeps at most `keep_open_documents_per_connection`
+//! documents open, closing and watching the least recently used.
 //!
 //! Bad input never ends in a panic: undecodable bytes get an `error` message naming the
 //! problem and the connection carries on; a message over `max_message_bytes` gets an `error`
