@@ -590,13 +590,15 @@ impl ConnectionState {
         Ok(Some(self.area_request(shared).await?))
     }
 
-    /// Whether some active document still waits for the server.
+    /// Whether some document in conversation still waits for the server.
     fn in_flight(&self, shared: &Shared) -> bool {
         if self.awaiting_catch_up || self.awaiting_area || !self.backlog.is_empty() {
             return true;
         }
+        // Every conversation under way is in the window (see `handle_sync`), so this looks at
+        // no more than the window, however many documents the device holds.
         let docs = shared.docs();
-        self.active.iter().any(|id| {
+        self.window.iter().any(|id| {
             docs.get(id).is_some_and(|l| {
                 l.availability == Availability::Requested
                     || (l.availability == Availability::Ready && !l.session.is_in_sync(&l.doc))
@@ -760,9 +762,14 @@ impl ConnectionState {
         };
         // Nothing more to say, or both sides have the same heads (what is left is a courtesy
         // the server need not answer): the conversation no longer holds a place in the window.
+        let answering = reply.is_some();
         let mut out: Vec<Message> = reply.into_iter().collect();
         if in_sync {
             out.extend(self.done(shared, &id));
+        } else if answering {
+            // A conversation the server started (a change another device made) is under way
+            // too, and counts as such until it ends.
+            self.window.insert(id);
         }
         Ok(out)
     }
