@@ -80,6 +80,19 @@ pub struct Committer {
     tx: mpsc::Sender<Pending>,
 }
 
+impl Pending {
+    /// The append as the store takes it, with `record` borrowed from `self.record`.
+    fn item<'a>(&'a self, record: &'a ChangeRecord<'a>) -> AppendItem<'a> {
+        AppendItem {
+            doc: &self.doc,
+            data: &self.data,
+            peer_key: self.peer_key.as_deref(),
+            holder: self.holder.as_deref(),
+            record,
+        }
+    }
+}
+
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending").field("doc", &self.doc).finish()
@@ -169,13 +182,7 @@ async fn commit(store: &Store, metrics: &Metrics, batch: Vec<Pending>) {
         let items: Vec<AppendItem<'_>> = batch
             .iter()
             .zip(&records)
-            .map(|(p, record)| AppendItem {
-                doc: &p.doc,
-                data: &p.data,
-                peer_key: p.peer_key.as_deref(),
-                holder: p.holder.as_deref(),
-                record,
-            })
+            .map(|(p, record)| p.item(record))
             .collect();
         store.append_batch(&items).await
     };
@@ -196,13 +203,9 @@ async fn commit(store: &Store, metrics: &Metrics, batch: Vec<Pending>) {
                 let one = {
                     let record = pending.record.borrowed();
                     store
-                        .append(
-                            &pending.doc,
-                            &pending.data,
-                            pending.peer_key.as_deref(),
-                            &record,
-                        )
+                        .append_batch(&[pending.item(&record)])
                         .await
+                        .map(|mut appended| appended.remove(0))
                 };
                 let _ = pending.reply.send(one.map_err(CommitError::from));
             }

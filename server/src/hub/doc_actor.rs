@@ -495,7 +495,6 @@ impl DocActor {
         // Whether chunks stored by another process were taken in: then even the sender has
         // something new to hear about.
         let mut caught_up = false;
-        let mut newly_stored = false;
         let mut appended_seq = None;
         if let Some(bytes) = &effects.persist {
             let limit = self.ctx.limits.max_document_bytes;
@@ -574,7 +573,6 @@ impl DocActor {
                     loaded.size_bytes = appended.size_bytes;
                     loaded.chunks_since_snapshot += 1;
                     loaded.stored = true;
-                    newly_stored = true;
                 }
                 Err(e) => {
                     // Nothing was applied: the document and session are as before.
@@ -591,14 +589,6 @@ impl DocActor {
             slot.session = session;
         }
 
-        let unrecorded = self.sessions.get(&peer.conn).is_some_and(|s| !s.recorded);
-        if newly_stored
-            && unrecorded
-            && let Some(mut slot) = self.sessions.remove(&peer.conn)
-        {
-            self.record_holder(&mut slot).await;
-            self.sessions.insert(peer.conn, slot);
-        }
         let Some(loaded) = self.loaded.as_mut() else {
             return Ok(());
         };
