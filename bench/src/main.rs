@@ -75,6 +75,13 @@ impl Report {
             .push((workload.into(), metric.into(), value, unit.into()));
     }
 
+    /// The server's peak and current resident memory, in MiB, as two figures.
+    fn memory(&mut self, server: &Server, workload: &str, peak_metric: &str, now_metric: &str) {
+        let (peak, now) = server.memory_kib();
+        self.figure(workload, peak_metric, peak as f64 / 1024.0, "MiB");
+        self.figure(workload, now_metric, now as f64 / 1024.0, "MiB");
+    }
+
     fn table(&self) {
         println!(
             "\n| workload | metric | value | unit |  ({}, N = {}, {} cores)\n|---|---|---:|---|",
@@ -462,14 +469,12 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // W5: the server's memory after all of the above.
-    let (peak, now) = server.memory_kib();
-    report.figure(
+    report.memory(
+        &server,
         "W5",
         "server peak RSS after W1-W4",
-        peak as f64 / 1024.0,
-        "MiB",
+        "server RSS now",
     );
-    report.figure("W5", "server RSS now", now as f64 / 1024.0, "MiB");
     drop(finished);
 
     // W5 again after touching many more documents: devices of 10,000 documents each upload
@@ -508,18 +513,11 @@ async fn main() -> anyhow::Result<()> {
             "",
         );
         report.figure("W5", "time to touch them", seconds(start), "s");
-        let (peak, now) = server.memory_kib();
-        report.figure(
+        report.memory(
+            &server,
             "W5",
             "server peak RSS after touching them",
-            peak as f64 / 1024.0,
-            "MiB",
-        );
-        report.figure(
-            "W5",
             "server RSS after touching them",
-            now as f64 / 1024.0,
-            "MiB",
         );
     }
 

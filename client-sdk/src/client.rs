@@ -114,6 +114,22 @@ impl LocalDoc {
         local
     }
 
+    /// What the store lacks of this document (everything, if it has nothing yet), marking it
+    /// as written; `None` if the store is up to date.
+    pub(crate) fn take_unsaved(&mut self) -> Option<Vec<u8>> {
+        let heads = self.doc.get_heads();
+        if heads == self.saved_heads {
+            return None;
+        }
+        let bytes = if self.saved_heads.is_empty() {
+            self.doc.save()
+        } else {
+            self.doc.save_after(&self.saved_heads)
+        };
+        self.saved_heads = heads;
+        Some(bytes)
+    }
+
     /// Recounts the changes not covered by the heads shared with the server.
     pub(crate) fn refresh_unsent(&mut self) {
         let mut shared = self.session.shared_heads();
@@ -184,17 +200,10 @@ impl Shared {
             if local.availability != Availability::Ready {
                 return Ok(());
             }
-            let heads = local.doc.get_heads();
-            if heads == local.saved_heads {
-                return Ok(());
+            match local.take_unsaved() {
+                Some(bytes) => bytes,
+                None => return Ok(()),
             }
-            let bytes = if local.saved_heads.is_empty() {
-                local.doc.save()
-            } else {
-                local.doc.save_after(&local.saved_heads)
-            };
-            local.saved_heads = heads;
-            bytes
         };
         match self.store.append(&id, &bytes).await {
             Ok((seq, chunks)) if chunks >= COMPACT_AFTER => {
@@ -270,9 +279,8 @@ impl Shared {
                 tracing::error!(doc_id = %id, error = %e, "rebuilding without the refused change failed");
                 return Ok(0);
             }
-            let state = local.session.persisted_state();
             local.doc = rebuilt;
-            local.session = DocSession::resume(&state).unwrap_or_default();
+            local.session.restart();
             local.saved_heads = local.doc.get_heads();
             local.refresh_unsent();
             (removed, local.doc.save())

@@ -275,8 +275,7 @@ impl OpenConnection {
         {
             let mut docs = shared.docs();
             for local in docs.values_mut() {
-                let state = local.session.persisted_state();
-                local.session = DocSession::resume(&state).unwrap_or_default();
+                local.session.restart();
                 if local.availability == Availability::Requested {
                     local.availability = Availability::Unavailable;
                 }
@@ -414,14 +413,7 @@ impl ConnectionState {
                 }
                 local.refresh_unsent();
                 let after = local.doc.get_heads();
-                let chunk = if after == local.saved_heads {
-                    Vec::new()
-                } else if local.saved_heads.is_empty() {
-                    local.doc.save()
-                } else {
-                    local.doc.save_after(&local.saved_heads)
-                };
-                local.saved_heads = after.clone();
+                let chunk = local.take_unsaved().unwrap_or_default();
                 local.saved_shared = local.session.shared_heads();
                 if listening && before != after {
                     events.push((id, local.doc.diff(&before, &after)));
@@ -556,8 +548,7 @@ impl ConnectionState {
                                 || local.unsent > 0))
                 })
                 .map(|(id, local)| {
-                    let state = local.session.persisted_state();
-                    local.session = DocSession::resume(&state).unwrap_or_default();
+                    local.session.restart();
                     *id
                 })
                 .collect()
@@ -627,8 +618,7 @@ impl ConnectionState {
                         if let Some(local) = docs.get_mut(id)
                             && !self.window.contains(id)
                         {
-                            let state = local.session.persisted_state();
-                            local.session = DocSession::resume(&state).unwrap_or_default();
+                            local.session.restart();
                         }
                     }
                 }
@@ -725,8 +715,7 @@ impl ConnectionState {
             if stuck {
                 self.no_progress.remove(&id);
                 tracing::warn!(doc_id = %id, "sync made no progress; restarting the conversation");
-                let state = local.session.persisted_state();
-                local.session = DocSession::resume(&state).unwrap_or_default();
+                local.session.restart();
                 drop(docs);
                 return Ok(self.offer(shared, [id]));
             }

@@ -23,6 +23,15 @@ use crate::error::StoreError;
 /// Chunks after which a document is rewritten as one full save.
 pub const COMPACT_AFTER: usize = 64;
 
+/// The statements written more than once below, kept in one place so their copies cannot drift.
+const ADD_DOCUMENT: &str = "INSERT INTO documents (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
+const ADD_CHUNK: &str = "INSERT INTO chunks (document_id, seq, data) VALUES ($1, \
+     (SELECT COALESCE(MAX(seq), 0) + 1 FROM chunks WHERE document_id = $1), $2) RETURNING seq";
+const SET_SYNC_STATE: &str = "INSERT INTO sync_states (document_id, state) VALUES ($1, $2) \
+     ON CONFLICT (document_id) DO UPDATE SET state = excluded.state";
+const SET_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
 /// A document as stored: its chunks and its sync state.
 #[derive(Debug, Clone)]
 pub struct StoredDoc {
@@ -160,21 +169,17 @@ impl Store {
     pub async fn append(&self, id: &DocumentId, data: &[u8]) -> Result<(i64, usize), StoreError> {
         let id = id.to_string();
         let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
-        sqlx::query("INSERT INTO documents (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+        sqlx::query(ADD_DOCUMENT)
             .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.db_err(e))?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO chunks (document_id, seq, data) VALUES ($1, \
-             (SELECT COALESCE(MAX(seq), 0) + 1 FROM chunks WHERE document_id = $1), $2) \
-             RETURNING seq",
-        )
-        .bind(&id)
-        .bind(data)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        let seq: i64 = sqlx::query_scalar(ADD_CHUNK)
+            .bind(&id)
+            .bind(data)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE document_id = $1")
             .bind(&id)
             .fetch_one(&mut *tx)
@@ -197,42 +202,33 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
         for (id, chunk, state) in documents {
             let id = id.to_string();
-            sqlx::query("INSERT INTO documents (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+            sqlx::query(ADD_DOCUMENT)
                 .bind(&id)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.db_err(e))?;
             if !chunk.is_empty() {
-                sqlx::query(
-                    "INSERT INTO chunks (document_id, seq, data) VALUES ($1, \
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM chunks WHERE document_id = $1), $2)",
-                )
+                sqlx::query(ADD_CHUNK)
+                    .bind(&id)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.db_err(e))?;
+            }
+            sqlx::query(SET_SYNC_STATE)
                 .bind(&id)
-                .bind(chunk)
+                .bind(state)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.db_err(e))?;
-            }
-            sqlx::query(
-                "INSERT INTO sync_states (document_id, state) VALUES ($1, $2) \
-                 ON CONFLICT (document_id) DO UPDATE SET state = excluded.state",
-            )
-            .bind(&id)
-            .bind(state)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(e))?;
         }
         if !cursor.is_empty() {
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(cursor_key)
-            .bind(cursor)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(e))?;
+            sqlx::query(SET_META)
+                .bind(cursor_key)
+                .bind(cursor)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err(e))?;
         }
         tx.commit().await.map_err(|e| self.db_err(e))
     }
@@ -325,15 +321,12 @@ impl Store {
 
     /// Records the sync state shared with the server for a document.
     pub async fn save_sync_state(&self, id: &DocumentId, state: &[u8]) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sync_states (document_id, state) VALUES ($1, $2) \
-             ON CONFLICT (document_id) DO UPDATE SET state = excluded.state",
-        )
-        .bind(id.to_string())
-        .bind(state)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        sqlx::query(SET_SYNC_STATE)
+            .bind(id.to_string())
+            .bind(state)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
         Ok(())
     }
 
@@ -357,15 +350,12 @@ impl Store {
 
     /// Sets a setting.
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        sqlx::query(SET_META)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
         Ok(())
     }
 }

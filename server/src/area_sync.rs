@@ -156,7 +156,8 @@ pub async fn run(
             .iter()
             .filter(|k| may_read(actor.role, **k))
             .map(|k| k.as_str())
-            .collect(),
+            .collect::<Vec<_>>()
+            .join(","),
         user: actor.user.clone(),
         peer_key: peer.peer_key.clone(),
     };

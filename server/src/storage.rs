@@ -404,17 +404,30 @@ macro_rules! store_impl {
                 for i in order {
                     let item = &items[i];
                     let id = item.doc.to_string();
+                    // Who may read it (area sync) comes with a typed change; an untyped one
+                    // leaves the columns as they are.
+                    let readers = item.record.projected.map(super::area::Readers::of);
                     let (seq, size_bytes): (i64, i64) = sqlx::query_as(concat!(
-                        "INSERT INTO documents (id, last_seq, size_bytes, changed_tx) \
-                         VALUES ($1, 1, $2, ",
+                        "INSERT INTO documents (id, last_seq, size_bytes, changed_tx, kind, area, \
+                         created_by, transferred_to) VALUES ($1, 1, $2, ",
                         $changed_tx,
-                        ") ON CONFLICT (id) DO UPDATE SET last_seq = documents.last_seq + 1, \
+                        ", $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+                         last_seq = documents.last_seq + 1, \
                          size_bytes = documents.size_bytes + excluded.size_bytes, \
-                         updated_at = CURRENT_TIMESTAMP, changed_tx = excluded.changed_tx \
+                         updated_at = CURRENT_TIMESTAMP, changed_tx = excluded.changed_tx, \
+                         kind = COALESCE(excluded.kind, documents.kind), \
+                         area = COALESCE(excluded.area, documents.area), \
+                         created_by = COALESCE(excluded.created_by, documents.created_by), \
+                         transferred_to = CASE WHEN excluded.kind IS NULL \
+                         THEN documents.transferred_to ELSE excluded.transferred_to END \
                          RETURNING last_seq, size_bytes"
                     ))
                     .bind(&id)
                     .bind(item.data.len() as i64)
+                    .bind(readers.map(|r| r.kind))
+                    .bind(readers.map(|r| r.area))
+                    .bind(readers.map(|r| r.created_by))
+                    .bind(readers.and_then(|r| r.transferred_to))
                     .fetch_one(&mut *tx)
                     .await?;
                     sqlx::query(

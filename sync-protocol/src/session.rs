@@ -113,6 +113,15 @@ impl DocSession {
         Self { state }
     }
 
+    /// Starts the conversation afresh from what is known to be shared, as after a reconnect:
+    /// the same as resuming from [`DocSession::persisted_state`].
+    pub fn restart(&mut self) {
+        let mut state = sync::State::new();
+        state.shared_heads = std::mem::take(&mut self.state.shared_heads);
+        normalize(&mut state.shared_heads);
+        self.state = state;
+    }
+
     /// The part of the state worth keeping across connections: the shared heads.
     ///
     /// Store it under the peer's storage ID (not its peer ID, which changes on every start) and

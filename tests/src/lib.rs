@@ -73,6 +73,23 @@ impl TestDb {
     }
 }
 
+/// Polls `check` every 20 ms until it returns `Ok`; after `timeout`, fails with the reason its
+/// last `Err` gave.
+pub async fn until<F, Fut>(timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Err(why) = check().await else {
+            return;
+        };
+        assert!(tokio::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A running server.
 pub struct TestApp {
     pub addr: SocketAddr,

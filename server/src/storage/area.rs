@@ -20,13 +20,43 @@ use super::{StorageError, Store, dispatch};
 pub struct AreaScope {
     /// The root of the area subtree.
     pub area: String,
-    /// The kinds the role reads (documents of other kinds are listed only to their creator).
-    pub kinds: Vec<&'static str>,
+    /// The kinds the role reads, as one comma-separated list of their names (documents of
+    /// other kinds are listed only to their creator).
+    pub kinds: String,
     /// The user: creators always read their own documents.
     pub user: String,
     /// The device's sync-state key: documents this device is known to hold in full are left
     /// out.
     pub peer_key: Option<String>,
+}
+
+/// What decides who may read a document, as its `documents` row records it: written by every
+/// typed append (in the same upsert that bumps `last_seq`) and by `reproject`.
+#[derive(Debug, Clone, Copy)]
+pub struct Readers<'a> {
+    pub kind: &'a str,
+    pub area: &'a str,
+    pub created_by: &'a str,
+    /// The department a request is transferred to by its last valid triage.
+    pub transferred_to: Option<&'a str>,
+}
+
+impl<'a> Readers<'a> {
+    pub fn of(projected: &'a lianxin_protocol::domain::Projected) -> Self {
+        use lianxin_protocol::domain::{Record, Track};
+        let transferred_to = match &projected.record {
+            Record::Request(r) if r.flow.track == Some(Track::Transfer) => {
+                r.flow.department.as_deref()
+            }
+            _ => None,
+        };
+        Readers {
+            kind: projected.info.kind.as_str(),
+            area: projected.info.area.as_str(),
+            created_by: &projected.info.created_by,
+            transferred_to,
+        }
+    }
 }
 
 /// One document of a page, as stored.
@@ -122,7 +152,7 @@ macro_rules! area_impl {
                     .bind(&scope.user)
                     .bind(scope.peer_key.as_deref())
                     .bind(limit)
-                    .bind(scope.kinds.join(","))
+                    .bind(&scope.kinds)
                     .fetch_all(&mut *tx)
                     .await?;
                 let Some(last) = rows.last().map(|r| r.0.clone()) else {

@@ -384,26 +384,6 @@ macro_rules! read_model_impl {
                 use lianxin_protocol::domain::Record;
                 let info = &projected.info;
                 let area = info.area.as_str();
-                // Who may read it, for area sync (`storage::area`). Only the newest state
-                // counts: a slower writer of an older `seq` leaves it alone.
-                let transferred_to = match &projected.record {
-                    Record::Request(r) if r.flow.track == Some(lianxin_protocol::domain::Track::Transfer) => {
-                        r.flow.department.as_deref()
-                    }
-                    _ => None,
-                };
-                sqlx::query(
-                    "UPDATE documents SET kind = $2, area = $3, created_by = $4, \
-                     transferred_to = $5 WHERE id = $1 AND last_seq <= $6",
-                )
-                .bind(doc)
-                .bind(info.kind.as_str())
-                .bind(area)
-                .bind(&info.created_by)
-                .bind(transferred_to)
-                .bind(seq)
-                .execute(&mut *conn)
-                .await?;
                 match &projected.record {
                     Record::Household(h) => {
                         sqlx::query(
@@ -601,7 +581,23 @@ macro_rules! read_model_impl {
                 projected: &lianxin_protocol::domain::Projected,
             ) -> Result<(), super::StorageError> {
                 let mut tx = self.pool.begin().await?;
-                Self::write_projection(&mut tx, &doc.to_string(), seq, projected).await?;
+                let id = doc.to_string();
+                Self::write_projection(&mut tx, &id, seq, projected).await?;
+                // Who may read it, for area sync (appends write it themselves). Only the newest
+                // state counts: a slower rewrite of an older `seq` leaves it alone.
+                let readers = super::area::Readers::of(projected);
+                sqlx::query(
+                    "UPDATE documents SET kind = $2, area = $3, created_by = $4, \
+                     transferred_to = $5 WHERE id = $1 AND last_seq <= $6",
+                )
+                .bind(&id)
+                .bind(readers.kind)
+                .bind(readers.area)
+                .bind(readers.created_by)
+                .bind(readers.transferred_to)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -449,3 +449,21 @@ fn a_change_asked_for_by_name_is_sent_again() {
     server.receive(&again);
     assert_eq!(server.doc.get_heads(), device.doc.get_heads());
 }
+
+#[test]
+fn restarting_in_place_is_resuming_from_the_persisted_state() {
+    let mut a = Peer::new(doc_with_changes(20));
+    let mut b = Peer::new(Automerge::new());
+    sync_until_quiet(&mut a, &mut b);
+    // Mid-conversation state (their heads, what was sent) is dropped; the shared heads stay.
+    put(&mut a.doc, "more", 1);
+    let _ = a.session.generate(&a.doc);
+    let resumed = DocSession::resume(&a.session.persisted_state()).unwrap();
+    a.session.restart();
+    assert_eq!(a.session.persisted_state(), resumed.persisted_state());
+    assert_eq!(a.session.their_heads(), None);
+    assert_eq!(a.session.shared_heads(), b.doc.get_heads());
+    // And the conversation picks up from there.
+    sync_until_quiet(&mut a, &mut b);
+    assert_eq!(get(&b.doc, "more"), Some(1));
+}

@@ -12,7 +12,7 @@ use lianxin_client::{Client, ClientConfig, DocumentId};
 use lianxin_protocol::Message;
 use lianxin_protocol::domain::builders::{self, Common, VisitInit};
 use lianxin_protocol::domain::{AreaPath, LocalDate};
-use lianxin_tests::{Backend, RawPeer, TestApp, TestDb, spawn_app_with, test_settings};
+use lianxin_tests::{Backend, RawPeer, TestApp, TestDb, spawn_app_with, test_settings, until};
 
 use crate::both_backends;
 use crate::field::{am, device};
@@ -197,30 +197,24 @@ async fn catch_up_after_changes_in_any_order_ends_identical_to_the_server(backen
         // The phone's own edit reached the server and the writers see it live.
         let (owner_client, _, _) = writers[owner[&mine]];
         let phone_heads = sorted(phone.heads(mine).unwrap());
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        until(WAIT, || async {
             let theirs = owner_client.heads(mine).map(sorted).unwrap_or_default();
-            if theirs == phone_heads {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
+            (theirs == phone_heads).then_some(()).ok_or(format!(
                 "round {round}: the writer never saw the phone's edit"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            ))
+        })
+        .await;
     }
 
     // Live: connected, the phone hears of a new document without asking.
     let live = visit(&writer_b, "worker-b", GRID_B, 5000).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while phone.heads(live).is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new document was never pushed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(WAIT, || async {
+        phone
+            .heads(live)
+            .map(|_| ())
+            .map_err(|_| "the new document was never pushed".to_string())
+    })
+    .await;
     app.stop().await;
 }
 

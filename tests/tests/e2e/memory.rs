@@ -2,7 +2,6 @@
 //! three documents open (closing and watching the rest), devices that edit twenty documents at
 //! once through their sync sessions lose nothing, and the server holds no more than the caps.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
@@ -10,7 +9,7 @@ use automerge::{ChangeHash, ROOT, ReadDoc};
 use lianxin_client::{Client, ClientConfig, DocumentId};
 use lianxin_protocol::domain::builders::{self, Common, VisitInit};
 use lianxin_protocol::domain::{AreaPath, LocalDate};
-use lianxin_tests::{Backend, TestApp, TestDb, spawn_app_with, test_settings};
+use lianxin_tests::{Backend, TestApp, TestDb, spawn_app_with, test_settings, until};
 
 use crate::both_backends;
 use crate::field::am;
@@ -111,27 +110,20 @@ async fn eviction_under_a_tiny_cap_loses_nothing(backend: Backend) {
     b.wait_up_to_date(WAIT).await.unwrap();
 
     // Every document converges on both devices and in the store, with both last edits.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut pending: BTreeSet<DocumentId> = ids.iter().copied().collect();
-    while !pending.is_empty() {
-        let mut still = BTreeSet::new();
-        for id in &pending {
+    until(WAIT, || async {
+        let mut apart = 0;
+        for id in &ids {
             let stored = app.stored_doc(*id).await.expect("stored");
             let server = sorted(stored.get_heads());
-            let same =
-                sorted(a.heads(*id).unwrap()) == server && sorted(b.heads(*id).unwrap()) == server;
-            if !same {
-                still.insert(*id);
+            if sorted(a.heads(*id).unwrap()) != server || sorted(b.heads(*id).unwrap()) != server {
+                apart += 1;
             }
         }
-        pending = still;
-        assert!(
-            pending.is_empty() || tokio::time::Instant::now() < deadline,
-            "{} documents never converged",
-            pending.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (apart == 0)
+            .then_some(())
+            .ok_or(format!("{apart} documents never converged"))
+    })
+    .await;
     for id in &ids {
         let stored = app.stored_doc(*id).await.unwrap();
         let field = |key: &str| {
@@ -151,30 +143,23 @@ async fn eviction_under_a_tiny_cap_loses_nothing(backend: Backend) {
     assert!(app.metric("lianxin_documents_unloaded_total").await > 0.0);
     // Each connection keeps three documents open; the actors of the others leave memory once
     // idle (one second here), although both devices stay connected.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    until(WAIT, || async {
         let actors = app.metric("lianxin_documents_in_memory").await;
-        if actors <= 6.0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{actors} document actors still in memory"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (actors <= 6.0)
+            .then_some(())
+            .ok_or(format!("{actors} document actors still in memory"))
+    })
+    .await;
     // A change to a document the other device no longer has open still reaches it.
     let last = ids[0];
     a.change(last, |tx| tx.put(ROOT, "heard", "after the caps"))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while text(&b, last, "heard").as_deref() != Some("after the caps") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the change never reached the other device"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(WAIT, || async {
+        (text(&b, last, "heard").as_deref() == Some("after the caps"))
+            .then_some(())
+            .ok_or("the change never reached the other device".to_string())
+    })
+    .await;
     app.stop().await;
 }
