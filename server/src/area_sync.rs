@@ -17,6 +17,10 @@
 //! sessions), as a batch without a cursor. The number of messages grows with what changed,
 //! never with what the device holds, and the catch-up loads no document into memory.
 //!
+//! Changes committed by other server processes on the same database reach a subscriber not as
+//! pushes but as passes: the process hears their announcement (`crate::cluster`) and wakes the
+//! task, which runs a pass from its cursor (sending only what changed, with a new cursor).
+//!
 //! The stored cursor moves only with catch-up passes: a device connected for a day catches up
 //! on reconnecting from where its last catch-up ended, and gets again what was pushed to it
 //! live meanwhile. Moving it with live pushes would need the pushes and the cursor in one
@@ -37,6 +41,9 @@ use crate::storage::area::{AreaDoc, AreaScope};
 
 /// Rows read per page.
 const PAGE_ROWS: i64 = 1_000;
+
+/// How long a woken task waits for more wakes before its pass.
+const WAKE_COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Where a device stands in area sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,16 +169,26 @@ pub async fn run(
         peer_key: peer.peer_key.clone(),
     };
     // Subscribe before the horizon is taken: whatever commits after it is pushed.
-    let _subscription = Subscription::new(&state, &peer);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _subscription = Subscription::new(&state, &peer, wake.clone());
     // A cursor from the middle of a pass finishes that pass, whose horizon was taken before
     // this subscription; what committed since then is in the pass after it.
     let resumed = cursor.horizon.is_some();
-    let next = pass(&state, actor, &scope, cursor, !resumed, &out).await?;
+    let mut next = pass(&state, actor, &scope, cursor, !resumed, &out).await?;
     if resumed {
-        pass(&state, actor, &scope, next, true, &out).await?;
+        next = pass(&state, actor, &scope, next, true, &out).await?;
     }
-    out.closed().await;
-    Ok(())
+    // Changes committed by this process are pushed by their actors; those of other processes
+    // on the same database wake this task (`crate::cluster`) for a pass from the cursor. A
+    // wake during a pass is kept, and wakes close together share one pass.
+    loop {
+        tokio::select! {
+            _ = out.closed() => return Ok(()),
+            _ = wake.notified() => {}
+        }
+        tokio::time::sleep(WAKE_COALESCE).await;
+        next = pass(&state, actor, &scope, next, false, &out).await?;
+    }
 }
 
 /// A catch-up pass from `cursor`; returns the cursor that starts the next pass, at the horizon
@@ -281,8 +298,8 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn new(state: &AppState, peer: &Arc<Peer>) -> Self {
-        let key = state.hub.subscribe_area(peer);
+    fn new(state: &AppState, peer: &Arc<Peer>, wake: Arc<tokio::sync::Notify>) -> Self {
+        let key = state.hub.subscribe_area(peer, wake);
         Self {
             state: state.clone(),
             peer: peer.clone(),

@@ -151,7 +151,18 @@ pub async fn run() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
-    telemetry::init(settings.log_format);
+    if let Command::Serve {
+        listen: Some(listen),
+    } = &cli.command
+    {
+        settings.listen = *listen;
+    }
+    let node_id = settings
+        .cluster
+        .node_id
+        .clone()
+        .unwrap_or_else(|| crate::cluster::default_node_id(settings.listen.port()));
+    telemetry::init(settings.log_format, &node_id);
     match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::storage::read_model::{Author, ChangeRecord};
-use crate::storage::{AppendItem, Appended, StorageError, Store};
+use crate::storage::{AppendItem, Appended, SeqConflict, StorageError, Store};
 
 /// Most appends in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -63,14 +63,30 @@ pub enum CommitError {
     Storage(#[from] StorageError),
     #[error("the committer has stopped (the server is shutting down)")]
     Stopped,
+    /// Another process appended to the document since the state the chunk was vetted
+    /// against: nothing was stored; catch up and vet again.
+    #[error(transparent)]
+    Conflict(#[from] SeqConflict),
+}
+
+/// One chunk for the committer to append, owning its parts (see [`AppendItem`] for each).
+#[derive(Debug)]
+pub struct Append {
+    pub doc: DocumentId,
+    pub data: Vec<u8>,
+    pub peer_key: Option<String>,
+    /// A sync state: records (if not recorded yet) that the device of `peer_key` holds the
+    /// document, in the same transaction.
+    pub holder: Option<Vec<u8>>,
+    pub record: OwnedChangeRecord,
+    /// Volunteers whose claims on the order arrive with this chunk.
+    pub claims: Vec<String>,
+    /// The document's `last_seq` the chunk was vetted against.
+    pub expected_seq: i64,
 }
 
 struct Pending {
-    doc: DocumentId,
-    data: Vec<u8>,
-    peer_key: Option<String>,
-    holder: Option<Vec<u8>>,
-    record: OwnedChangeRecord,
+    append: Append,
     reply: oneshot::Sender<Result<Appended, CommitError>>,
 }
 
@@ -83,19 +99,24 @@ pub struct Committer {
 impl Pending {
     /// The append as the store takes it, with `record` borrowed from `self.record`.
     fn item<'a>(&'a self, record: &'a ChangeRecord<'a>) -> AppendItem<'a> {
+        let append = &self.append;
         AppendItem {
-            doc: &self.doc,
-            data: &self.data,
-            peer_key: self.peer_key.as_deref(),
-            holder: self.holder.as_deref(),
+            doc: &append.doc,
+            data: &append.data,
+            peer_key: append.peer_key.as_deref(),
+            holder: append.holder.as_deref(),
             record,
+            claims: &append.claims,
+            expected_seq: Some(append.expected_seq),
         }
     }
 }
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("doc", &self.doc).finish()
+        f.debug_struct("Pending")
+            .field("doc", &self.append.doc)
+            .finish()
     }
 }
 
@@ -113,28 +134,13 @@ impl Committer {
         Self { tx }
     }
 
-    /// Appends `data` to `doc` and returns once it is committed, in a transaction shared
-    /// with whatever other appends were waiting. With `holder` (a sync state), the device of
-    /// `peer_key` is recorded as holding the document in the same transaction (see
-    /// [`AppendItem::holder`]).
-    pub async fn append(
-        &self,
-        doc: DocumentId,
-        data: Vec<u8>,
-        peer_key: Option<String>,
-        holder: Option<Vec<u8>>,
-        record: OwnedChangeRecord,
-    ) -> Result<Appended, CommitError> {
+    /// Appends the chunk and returns once it is committed, in a transaction shared with
+    /// whatever other appends were waiting. If another process appended to the document since
+    /// `expected_seq`, nothing is stored and the answer is [`CommitError::Conflict`].
+    pub async fn append(&self, append: Append) -> Result<Appended, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Pending {
-                doc,
-                data,
-                peer_key,
-                holder,
-                record,
-                reply,
-            })
+            .send(Pending { append, reply })
             .await
             .map_err(|_| CommitError::Stopped)?;
         answer.await.map_err(|_| CommitError::Stopped)?
@@ -178,7 +184,8 @@ async fn commit(store: &Store, metrics: &Metrics, batch: Vec<Pending>) {
     metrics.commit_batches.inc();
     metrics.commit_appends.add(batch.len() as u64);
     let outcome = {
-        let records: Vec<ChangeRecord<'_>> = batch.iter().map(|p| p.record.borrowed()).collect();
+        let records: Vec<ChangeRecord<'_>> =
+            batch.iter().map(|p| p.append.record.borrowed()).collect();
         let items: Vec<AppendItem<'_>> = batch
             .iter()
             .zip(&records)
@@ -189,7 +196,7 @@ async fn commit(store: &Store, metrics: &Metrics, batch: Vec<Pending>) {
     match outcome {
         Ok(appended) => {
             for (pending, appended) in batch.into_iter().zip(appended) {
-                let _ = pending.reply.send(Ok(appended));
+                let _ = pending.reply.send(appended.map_err(CommitError::from));
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -201,13 +208,14 @@ async fn commit(store: &Store, metrics: &Metrics, batch: Vec<Pending>) {
             tracing::warn!(error = %e, appends = batch.len(), "group commit failed; committing one by one");
             for pending in batch {
                 let one = {
-                    let record = pending.record.borrowed();
+                    let record = pending.append.record.borrowed();
                     store
                         .append_batch(&[pending.item(&record)])
                         .await
-                        .map(|mut appended| appended.remove(0))
+                        .map_err(CommitError::from)
+                        .and_then(|mut appended| appended.remove(0).map_err(CommitError::from))
                 };
-                let _ = pending.reply.send(one.map_err(CommitError::from));
+                let _ = pending.reply.send(one);
             }
         }
     }

@@ -95,8 +95,8 @@ struct Connection {
     hears_changed_docs: bool,
     peer: Option<Arc<Peer>>,
     kill: CancellationToken,
-    /// Cancelled when this connection's user or device is revoked.
-    revoked: CancellationToken,
+    /// Cancelled when this connection's user or device is revoked, or the server drains.
+    cut: crate::live::Cut,
     /// Where the area-sync task puts its batches (see `crate::area_sync`), and the task.
     area_out: Option<mpsc::Sender<area_sync::Batch>>,
     area_task: Option<tokio::task::JoinHandle<()>>,
@@ -104,11 +104,11 @@ struct Connection {
 
 impl Connection {
     fn new(conn: ConnId, state: AppState, identity: Identity) -> Self {
-        let revoked = state
+        let cut = state
             .live
             .register(conn, &identity.user.id, &identity.device.id);
         Self {
-            revoked,
+            cut,
             conn,
             state,
             identity,
@@ -374,11 +374,16 @@ impl Connection {
                     Self::close(&mut socket, close_code::AGAIN, "slow client").await;
                     return End::SlowClient;
                 }
-                _ = self.revoked.cancelled() => {
+                _ = self.cut.revoked.cancelled() => {
                     self.send_error(&mut socket, self.peer.as_ref().map(|p| p.remote.clone()),
                         "access revoked: this device or user may no longer connect".into()).await;
                     Self::close(&mut socket, close_code::POLICY, "revoked").await;
                     return End::Revoked;
+                }
+                _ = self.cut.drained.cancelled() => {
+                    // The device reconnects, through the load balancer, to another node.
+                    Self::close(&mut socket, close_code::RESTART, "server draining").await;
+                    return End::Shutdown;
                 }
                 _ = self.state.shutdown.cancelled() => {
                     Self::close(&mut socket, close_code::RESTART, "server shutting down").await;

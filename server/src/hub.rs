@@ -117,8 +117,18 @@ impl Residency {
     }
 }
 
+/// One connection's area subscription.
+#[derive(Debug)]
+struct AreaSubscriber {
+    key: u64,
+    peer: Arc<Peer>,
+    /// Wakes the connection's area-sync task for a catch-up pass (after another process
+    /// changed a document in the area).
+    wake: Arc<tokio::sync::Notify>,
+}
+
 /// Area-sync subscribers by the root of their area.
-type AreaSubscribers = HashMap<String, Vec<(u64, Arc<Peer>)>>;
+type AreaSubscribers = HashMap<String, Vec<AreaSubscriber>>;
 
 /// The registry of documents in memory. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -240,8 +250,9 @@ impl DocHub {
     /// area is pushed to it by the document's actor (see `crate::area_sync`). Costs one entry
     /// per connection; a change finds its subscribers by walking up its own area path, so it
     /// costs the depth of the tree, not the number of connections. Returns the subscription's
-    /// key for [`DocHub::unsubscribe_area`].
-    pub fn subscribe_area(&self, peer: &Arc<Peer>) -> u64 {
+    /// key for [`DocHub::unsubscribe_area`]. `wake` is notified when another process changed
+    /// a document in the area (see [`DocHub::announced`]).
+    pub fn subscribe_area(&self, peer: &Arc<Peer>, wake: Arc<tokio::sync::Notify>) -> u64 {
         let key = self
             .inner
             .next_generation
@@ -249,7 +260,11 @@ impl DocHub {
         self.areas()
             .entry(peer.actor.area.as_str().to_owned())
             .or_default()
-            .push((key, peer.clone()));
+            .push(AreaSubscriber {
+                key,
+                peer: peer.clone(),
+                wake,
+            });
         key
     }
 
@@ -259,7 +274,7 @@ impl DocHub {
         let mut areas = self.areas();
         let area = peer.actor.area.as_str();
         if let Some(list) = areas.get_mut(area) {
-            list.retain(|(k, _)| *k != key);
+            list.retain(|s| s.key != key);
             if list.is_empty() {
                 areas.remove(area);
             }
@@ -268,19 +283,62 @@ impl DocHub {
 
     /// The connections subscribed to `area` or to an area above it.
     pub(crate) fn area_subscribers(&self, area: &AreaPath) -> Vec<Arc<Peer>> {
+        let mut found = Vec::new();
+        self.each_subscriber(area, |s| found.push(s.peer.clone()));
+        found
+    }
+
+    fn each_subscriber(&self, area: &AreaPath, mut f: impl FnMut(&AreaSubscriber)) {
         let areas = self.areas();
         if areas.is_empty() {
-            return Vec::new();
+            return;
         }
-        let mut found = Vec::new();
         let mut node = Some(area.clone());
         while let Some(at) = node {
             if let Some(list) = areas.get(at.as_str()) {
-                found.extend(list.iter().map(|(_, peer)| peer.clone()));
+                list.iter().for_each(&mut f);
             }
             node = at.parent();
         }
-        found
+    }
+
+    /// Another process stored `doc` (heard from its announcement, see `crate::cluster`): the
+    /// document's actor here, if any, takes in the new chunks and syncs its sessions; devices
+    /// that hold the document without having it open hear that it changed; area subscribers
+    /// above it run a catch-up pass.
+    pub fn announced(&self, doc: &crate::storage::ChangedDocument) {
+        let actor = self.docs().get(&doc.id).map(|slot| slot.tx.clone());
+        match actor {
+            Some(tx) => {
+                let refresh = DocCommand::Refresh { seq: doc.seq };
+                if let Err(mpsc::error::TrySendError::Full(refresh)) = tx.try_send(refresh) {
+                    // A busy actor: queue it without holding up the listener.
+                    self.inner.ctx.tracker.spawn(async move {
+                        let _ = tx.send(refresh).await;
+                    });
+                }
+            }
+            None => {
+                for watcher in self.watchers_of(&doc.id, |_| false) {
+                    doc_actor::push(
+                        &self.inner.ctx,
+                        &watcher,
+                        Message::ChangedDocs {
+                            sender_id: self.inner.ctx.server_peer.clone(),
+                            target_id: watcher.remote.clone(),
+                            document_ids: vec![doc.id],
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(area) = doc
+            .area
+            .as_ref()
+            .and_then(|a| AreaPath::new(a.clone()).ok())
+        {
+            self.each_subscriber(&area, |s| s.wake.notify_one());
+        }
     }
 
     fn areas(&self) -> MutexGuard<'_, AreaSubscribers> {

@@ -14,6 +14,8 @@
 //! - [`hub`]: documents in use, one actor each, with leases, idle eviction, the cap on loaded
 //!   documents and the area subscriptions.
 //! - [`committer`]: group commit of accepted changes.
+//! - [`cluster`]: several nodes on one Postgres: hearing the others' changes, readiness,
+//!   the node ID.
 //! - [`area_sync`]: catch-up and bootstrap by area for one connection.
 //! - [`live`]: open connections by user and device, so revocation cuts them at once.
 //! - [`storage`]: the `Store` with its Postgres and SQLite backends (the only sqlx user),
@@ -27,6 +29,7 @@
 pub mod area_sync;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod committer;
 pub mod connection;
 pub mod error;

@@ -2,8 +2,11 @@
 //! device cuts their open connections at once rather than at their next reconnect.
 //!
 //! Only this process's connections are known here; other server processes on the same
-//! database refuse the revoked device at its next connection (cross-node revocation rides on
-//! the scale-out work).
+//! database refuse the revoked device at its next connection (revocation is not announced
+//! across nodes yet).
+//!
+//! Draining (SIGTERM) closes every connection through here too, spread over a period, so the
+//! devices reconnect to other nodes gradually.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +20,16 @@ struct Entry {
     user: String,
     device: String,
     revoked: CancellationToken,
+    drained: CancellationToken,
+}
+
+/// What may end a connection from outside it.
+#[derive(Debug, Clone)]
+pub struct Cut {
+    /// Its user or device was revoked.
+    pub revoked: CancellationToken,
+    /// The server is draining: move to another node.
+    pub drained: CancellationToken,
 }
 
 /// Registry of open connections. Cheap to clone.
@@ -30,19 +43,41 @@ impl LiveConnections {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a connection; the returned token is cancelled if its user or device is
-    /// revoked.
-    pub fn register(&self, conn: ConnId, user: &str, device: &str) -> CancellationToken {
-        let revoked = CancellationToken::new();
+    /// Registers a connection; the returned tokens are cancelled if its user or device is
+    /// revoked, or when the server drains.
+    pub fn register(&self, conn: ConnId, user: &str, device: &str) -> Cut {
+        let cut = Cut {
+            revoked: CancellationToken::new(),
+            drained: CancellationToken::new(),
+        };
         self.map().insert(
             conn,
             Entry {
                 user: user.to_string(),
                 device: device.to_string(),
-                revoked: revoked.clone(),
+                revoked: cut.revoked.clone(),
+                drained: cut.drained.clone(),
             },
         );
-        revoked
+        cut
+    }
+
+    /// Closes every open connection, one at a time, evenly over `over`; returns how many.
+    pub async fn drain(&self, over: std::time::Duration) -> usize {
+        let tokens: Vec<CancellationToken> =
+            self.map().values().map(|e| e.drained.clone()).collect();
+        let n = tokens.len();
+        if n == 0 {
+            return 0;
+        }
+        let step = over / n as u32;
+        for token in tokens {
+            token.cancel();
+            if !step.is_zero() {
+                tokio::time::sleep(step).await;
+            }
+        }
+        n
     }
 
     pub fn unregister(&self, conn: ConnId) {

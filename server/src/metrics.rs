@@ -36,6 +36,9 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
 }
 
 /// Upper bounds (seconds) of the merge latency buckets.
@@ -94,13 +97,54 @@ pub struct Metrics {
     pub area_documents: Counter,
     pub commit_batches: Counter,
     pub commit_appends: Counter,
+    pub stale_merges: Counter,
+    pub announcements: Counter,
+    pub listener_reconnects: Counter,
+    /// 1 while this process hears other processes' announcements (always 1 on SQLite).
+    pub listening: Gauge,
+    /// 1 while the process is draining (shutting down, connections being moved away).
+    pub draining: Gauge,
+    /// This process's node ID, as the label of `lianxin_node_info`.
+    pub node: String,
+}
+
+impl Metrics {
+    /// Metrics of the node `node`.
+    pub fn for_node(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &Counter); 19] = [
+        if !self.node.is_empty() {
+            let node = self.node.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "# HELP lianxin_node_info This process's node ID.\n# TYPE lianxin_node_info gauge\nlianxin_node_info{{node=\"{node}\"}} 1"
+            );
+        }
+        let counters: [(&str, &str, &Counter); 22] = [
+            (
+                "lianxin_stale_merges_total",
+                "Sync messages vetted again because another process changed the document first.",
+                &self.stale_merges,
+            ),
+            (
+                "lianxin_announcements_total",
+                "Change announcements heard from other processes on the same Postgres.",
+                &self.announcements,
+            ),
+            (
+                "lianxin_listener_reconnects_total",
+                "Times the connection hearing announcements was lost and made again (each followed by a catch-up).",
+                &self.listener_reconnects,
+            ),
             (
                 "lianxin_commit_batches_total",
                 "Transactions written by group commit.",
@@ -204,7 +248,17 @@ impl Metrics {
                 counter.get()
             );
         }
-        let gauges: [(&str, &str, &Gauge); 3] = [
+        let gauges: [(&str, &str, &Gauge); 5] = [
+            (
+                "lianxin_listening",
+                "1 while this process hears other processes' change announcements.",
+                &self.listening,
+            ),
+            (
+                "lianxin_draining",
+                "1 while this process is draining its connections before it stops.",
+                &self.draining,
+            ),
             (
                 "lianxin_connections_open",
                 "Websocket connections open now.",

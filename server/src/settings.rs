@@ -31,6 +31,33 @@ pub struct Settings {
     pub limits: Limits,
     pub database: DatabaseSettings,
     pub documents: DocumentSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Running as one of several nodes behind a load balancer (see `docs/deploy.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    /// This node's ID in logs and metrics. Default: host name and listening port.
+    pub node_id: Option<String>,
+    /// On SIGTERM, seconds between reporting not-ready on `/readyz` (new connections are
+    /// refused from then on) and starting to close connections: time for the load balancer
+    /// to notice and send new connections elsewhere.
+    pub drain_grace_secs: u64,
+    /// Seconds over which open connections are closed (code 1012, "service restart") after
+    /// the grace period, spread evenly so devices reconnect to the other nodes gradually
+    /// rather than all at once.
+    pub drain_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            drain_grace_secs: 5,
+            drain_secs: 10,
+        }
+    }
 }
 
 impl Default for DocumentSettings {
@@ -86,6 +113,7 @@ impl Default for Settings {
             limits: Limits::default(),
             database: DatabaseSettings::default(),
             documents: DocumentSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

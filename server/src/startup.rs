@@ -44,7 +44,18 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
 
-        let metrics = Arc::new(Metrics::default());
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let node_id = settings
+            .cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| crate::cluster::default_node_id(port));
+        let metrics = Arc::new(Metrics::for_node(&node_id));
+        let node = Arc::new(crate::cluster::Node::new(
+            node_id,
+            matches!(store, Store::Sqlite(_)),
+            metrics.clone(),
+        ));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let server_peer = PeerId::new(format!("lianxin-server-{}", rand::random::<u64>()))
@@ -74,7 +85,16 @@ impl Application {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });
+        tracker.spawn(crate::cluster::run_listener(crate::cluster::Listener {
+            store: store.clone(),
+            hub: hub.clone(),
+            node: node.clone(),
+            metrics: metrics.clone(),
+            changes: changes.clone(),
+            shutdown: shutdown.clone(),
+        }));
         let state = AppState {
+            node,
             changes,
             connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
             settings: Arc::new(settings),
@@ -103,8 +123,10 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then closes every connection, lets document actors
-    /// save their sync state, and waits (bounded) for them.
+    /// Serves until `shutdown` resolves, then drains (reports not-ready, waits
+    /// `cluster.drain_grace_secs`, closes the connections over `cluster.drain_secs` so devices
+    /// move to other nodes), stops, lets document actors save their sync state, and waits
+    /// (bounded) for them.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -113,16 +135,18 @@ impl Application {
         tracing::info!(
             addr = %listener.local_addr()?,
             storage = state.store.backend(),
+            node = %state.node.id,
             "lianxin-server listening"
         );
         let token = state.shutdown.clone();
         let tracker = state.tracker.clone();
+        let draining = state.clone();
         let app = crate::routes::router(state);
         let server_token = token.clone();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 tokio::select! {
-                    _ = shutdown => {}
+                    _ = shutdown => drain(&draining).await,
                     _ = server_token.cancelled() => {}
                 }
                 tracing::info!("shutting down");
@@ -140,6 +164,24 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Moves this node's devices to other nodes before it stops: not-ready first (the load
+/// balancer stops sending connections here), then the open connections are closed gradually.
+async fn drain(state: &AppState) {
+    let cluster = &state.settings.cluster;
+    state.node.start_draining();
+    tracing::info!(
+        grace_secs = cluster.drain_grace_secs,
+        drain_secs = cluster.drain_secs,
+        "draining: not ready; closing connections after the grace period"
+    );
+    tokio::time::sleep(Duration::from_secs(cluster.drain_grace_secs)).await;
+    let closed = state
+        .live
+        .drain(Duration::from_secs(cluster.drain_secs))
+        .await;
+    tracing::info!(connections = closed, "drained");
 }
 
 /// Connects to the configured database, or the embedded SQLite file.

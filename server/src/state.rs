@@ -25,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// One permit per open websocket connection.
     pub connection_slots: Arc<Semaphore>,
+    /// This node: its ID, whether it hears the others, whether it is draining.
+    pub node: Arc<crate::cluster::Node>,
     /// This process's peer ID in the sync protocol.
     pub server_peer: PeerId,
     /// The storage ID shared by every process on this database.

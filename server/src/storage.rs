@@ -4,9 +4,11 @@
 //! A document is an append-only log of change chunks (`document_changes`) plus a compacted
 //! snapshot on its `documents` row. Appending bumps `documents.last_seq` under that row's lock,
 //! so the chunks of one document are numbered densely in commit order even when several server
-//! processes share one Postgres: the database is the truth, and a process that sees a sequence
-//! number jump knows another process appended in between and catches up with
-//! [`Store::chunks_after`].
+//! processes share one Postgres. Each append names the `last_seq` it was vetted against and is
+//! refused ([`SeqConflict`]) if another process appended in between: the database serializes the
+//! changes of one document, and the refused process catches up with [`Store::chunks_after`]
+//! and vets again. On Postgres every append announces the changed documents with `NOTIFY` in
+//! its own transaction ([`Store::listen`]), so other processes hear of it once it commits.
 //!
 //! This module owns every SQL statement and every row type; nothing outside it knows sqlx.
 //! The statements are plain SQL that both Postgres and SQLite accept, so both backends share
@@ -23,7 +25,7 @@ use std::time::Duration;
 use lianxin_protocol::DocumentId;
 use secrecy::{ExposeSecret, SecretString};
 
-pub use postgres::PgStore;
+pub use postgres::{Announcement, ChangeListener, Heard, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. They are logged by the caller and never sent to clients
@@ -38,6 +40,8 @@ pub enum StorageError {
     UnsupportedUrl,
     #[error("stored document id {0:?} is invalid")]
     BadDocumentId(String),
+    #[error("the connection listening for change announcements was lost")]
+    ListenerLost,
 }
 
 /// Pool settings that apply to both backends.
@@ -108,6 +112,44 @@ pub struct AppendItem<'a> {
     /// document, with nothing known to be synced, in the same transaction.
     pub holder: Option<&'a [u8]>,
     pub record: &'a read_model::ChangeRecord<'a>,
+    /// Volunteers whose claims on this order arrive with this chunk: recorded (a claim keeps
+    /// its first arrival) in the same transaction, so the order in which claims arrived is the
+    /// order in which the database stored them, whichever process took them.
+    pub claims: &'a [String],
+    /// The document's `last_seq` the chunk was vetted against (0: not stored yet). When the
+    /// stored `last_seq` differs (another process appended in between), this item is not
+    /// stored and comes back as [`SeqConflict`]: the caller catches up and vets again. `None`
+    /// appends unconditionally.
+    pub expected_seq: Option<i64>,
+}
+
+/// An append refused because the document changed since the state it was vetted against.
+/// This is how changes to one document are serialized in the database, whichever process
+/// merges them: the row lock orders the appends, the check makes each one build on the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the document changed since sequence number {expected}")]
+pub struct SeqConflict {
+    pub expected: i64,
+}
+
+/// What a catch-up read found after a given sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunksAfter {
+    /// The chunks after it, in order (empty: nothing new).
+    Chunks(Vec<(i64, Vec<u8>)>),
+    /// Another process compacted past it: the chunks are gone into the snapshot, so the
+    /// document must be loaded again in full.
+    Compacted,
+}
+
+/// A document that changed, as the change announcements (and their catch-up) name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedDocument {
+    pub id: DocumentId,
+    /// Its `last_seq` after the change.
+    pub seq: i64,
+    /// Its area, for typed documents: who is subscribed to hear of it.
+    pub area: Option<String>,
 }
 
 /// A chunk appended to a document's log, as [`Store::append`] reports it.
@@ -192,31 +234,60 @@ impl Store {
             peer_key,
             holder: None,
             record,
+            claims: &[],
+            expected_seq: None,
         };
         let mut appended = self.append_batch(std::slice::from_ref(&item)).await?;
-        Ok(appended.remove(0))
+        Ok(appended
+            .remove(0)
+            .expect("an unconditional append never conflicts"))
     }
 
     /// Appends several chunks (of different documents) in one transaction: all are stored or
-    /// none. Returns what [`Store::append`] would for each, in order. This is what group
-    /// commit (`crate::committer`) calls.
+    /// none. Returns what [`Store::append`] would for each, in order, or [`SeqConflict`] for
+    /// an item whose `expected_seq` no longer holds (it is skipped; the others are stored).
+    /// This is what group commit (`crate::committer`) calls. On Postgres the same transaction
+    /// announces the changed documents (`NOTIFY`, see [`Store::listen`]).
     pub async fn append_batch(
         &self,
         items: &[AppendItem<'_>],
-    ) -> Result<Vec<Appended>, StorageError> {
+    ) -> Result<Vec<Result<Appended, SeqConflict>>, StorageError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         dispatch!(self, s => s.append_batch(items).await)
     }
 
-    /// Chunks with a sequence number above `seq` (appended by other processes), in order.
+    /// Chunks with a sequence number above `seq` (appended by other processes), in order, or
+    /// [`ChunksAfter::Compacted`] when a compaction has folded some of them into the snapshot.
     pub async fn chunks_after(
         &self,
         doc: &DocumentId,
         seq: i64,
-    ) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+    ) -> Result<ChunksAfter, StorageError> {
         dispatch!(self, s => s.chunks_after(doc, seq).await)
+    }
+
+    /// Documents changed by transactions at or after `horizon` (an
+    /// [`area_horizon`](Store::area_horizon)): what a process that missed announcements while
+    /// cut off from the database catches up with.
+    pub async fn changed_since(&self, horizon: i64) -> Result<Vec<ChangedDocument>, StorageError> {
+        dispatch!(self, s => s.changed_since(horizon).await)
+    }
+
+    /// Listens for the change announcements of every process on this database (Postgres);
+    /// `None` on SQLite, which has one process.
+    pub async fn listen(&self) -> Result<Option<ChangeListener>, StorageError> {
+        match self {
+            Store::Postgres(s) => s.listen().await.map(Some),
+            Store::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// This process's name in change announcements (random per process), so it can tell its
+    /// own from those of other processes.
+    pub fn instance(&self) -> &str {
+        dispatch!(self, s => &s.instance)
     }
 
     /// Replaces the snapshot with `snapshot`, which contains every chunk up to `up_to_seq`,
@@ -394,12 +465,13 @@ macro_rules! store_impl {
             pub(super) async fn append_batch(
                 &self,
                 items: &[super::AppendItem<'_>],
-            ) -> Result<Vec<super::Appended>, super::StorageError> {
+            ) -> Result<Vec<Result<super::Appended, super::SeqConflict>>, super::StorageError> {
                 // Rows are locked in one order (document ID) in every transaction, so batches
                 // of several processes cannot deadlock on each other.
                 let mut order: Vec<usize> = (0..items.len()).collect();
                 order.sort_by(|a, b| items[*a].doc.as_bytes().cmp(items[*b].doc.as_bytes()));
-                let mut appended = vec![super::Appended { seq: 0, size_bytes: 0 }; items.len()];
+                let mut appended = vec![Err(super::SeqConflict { expected: 0 }); items.len()];
+                let mut announced = Vec::with_capacity(items.len());
                 let mut tx = self.pool.begin().await?;
                 for i in order {
                     let item = &items[i];
@@ -407,7 +479,9 @@ macro_rules! store_impl {
                     // Who may read it (area sync) comes with a typed change; an untyped one
                     // leaves the columns as they are.
                     let readers = item.record.projected.map(super::area::Readers::of);
-                    let (seq, size_bytes): (i64, i64) = sqlx::query_as(concat!(
+                    // The row lock of the upsert orders appends to one document; the WHERE
+                    // makes each build on the state its caller vetted against.
+                    let row: Option<(i64, i64, Option<String>)> = sqlx::query_as(concat!(
                         "INSERT INTO documents (id, last_seq, size_bytes, changed_tx, kind, area, \
                          created_by, transferred_to) VALUES ($1, 1, $2, ",
                         $changed_tx,
@@ -420,7 +494,8 @@ macro_rules! store_impl {
                          created_by = COALESCE(excluded.created_by, documents.created_by), \
                          transferred_to = CASE WHEN excluded.kind IS NULL \
                          THEN documents.transferred_to ELSE excluded.transferred_to END \
-                         RETURNING last_seq, size_bytes"
+                         WHERE $7 < 0 OR documents.last_seq = $7 \
+                         RETURNING last_seq, size_bytes, area"
                     ))
                     .bind(&id)
                     .bind(item.data.len() as i64)
@@ -428,8 +503,15 @@ macro_rules! store_impl {
                     .bind(readers.map(|r| r.area))
                     .bind(readers.map(|r| r.created_by))
                     .bind(readers.and_then(|r| r.transferred_to))
-                    .fetch_one(&mut *tx)
+                    .bind(item.expected_seq.unwrap_or(-1))
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    let Some((seq, size_bytes, area)) = row else {
+                        appended[i] = Err(super::SeqConflict {
+                            expected: item.expected_seq.unwrap_or(-1),
+                        });
+                        continue;
+                    };
                     sqlx::query(
                         "INSERT INTO document_changes (document_id, seq, data, peer_key) \
                          VALUES ($1, $2, $3, $4)",
@@ -452,26 +534,78 @@ macro_rules! store_impl {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    appended[i] = super::Appended { seq, size_bytes };
+                    for volunteer in item.claims {
+                        sqlx::query(
+                            "INSERT INTO order_claims (document_id, volunteer, received_seq) \
+                             VALUES ($1, $2, $3) ON CONFLICT (document_id, volunteer) DO NOTHING",
+                        )
+                        .bind(&id)
+                        .bind(volunteer)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    appended[i] = Ok(super::Appended { seq, size_bytes });
+                    announced.push(super::ChangedDocument {
+                        id: *item.doc,
+                        seq,
+                        area,
+                    });
                 }
+                self.announce(&mut tx, &announced).await?;
                 tx.commit().await?;
                 Ok(appended)
+            }
+
+            pub(super) async fn changed_since(
+                &self,
+                horizon: i64,
+            ) -> Result<Vec<super::ChangedDocument>, super::StorageError> {
+                let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+                    "SELECT id, last_seq, area FROM documents WHERE changed_tx >= $1",
+                )
+                .bind(horizon)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, seq, area)| {
+                        id.parse()
+                            .map(|id| super::ChangedDocument { id, seq, area })
+                            .map_err(|_| super::StorageError::BadDocumentId(id))
+                    })
+                    .collect()
             }
 
             pub(super) async fn chunks_after(
                 &self,
                 doc: &lianxin_protocol::DocumentId,
                 seq: i64,
-            ) -> Result<Vec<(i64, Vec<u8>)>, super::StorageError> {
+            ) -> Result<super::ChunksAfter, super::StorageError> {
+                let id = doc.to_string();
+                let mut tx = self.pool.begin().await?;
+                // As in `load`: the snapshot position and the chunks from one state.
+                let snapshot_read: Option<&'static str> = $snapshot_read;
+                if let Some(statement) = snapshot_read {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                let snapshot_seq: Option<i64> =
+                    sqlx::query_scalar("SELECT snapshot_seq FROM documents WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if snapshot_seq.is_some_and(|s| s > seq) {
+                    return Ok(super::ChunksAfter::Compacted);
+                }
                 let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
                     "SELECT seq, data FROM document_changes \
                      WHERE document_id = $1 AND seq > $2 ORDER BY seq",
                 )
-                .bind(doc.to_string())
+                .bind(&id)
                 .bind(seq)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
-                Ok(rows)
+                tx.commit().await?;
+                Ok(super::ChunksAfter::Chunks(rows))
             }
 
             #[tracing::instrument(skip_all, fields(doc_id = %doc, up_to_seq), err)]

@@ -6,8 +6,12 @@
 //! starts a throwaway cluster), else `DATABASE_URL`, else the local default on port 5432.
 //!
 //! # Layout
-//! Everything is in this file: [`TestDb`], [`TestApp`], [`spawn_app`] and a raw websocket
-//! peer, [`RawPeer`], for feeding the server bytes no real client would send.
+//! This file: [`TestDb`], [`TestApp`], [`spawn_app`] and a raw websocket peer, [`RawPeer`],
+//! for feeding the server bytes no real client would send. [`cluster`]: several real server
+//! processes on one Postgres, a load balancer in front of them, and a Postgres of the test's
+//! own to crash and restart.
+
+pub mod cluster;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,21 +51,29 @@ fn admin_url() -> String {
 
 impl TestDb {
     pub async fn new(backend: Backend) -> Self {
+        Self::create(backend, &admin_url()).await
+    }
+
+    /// A fresh Postgres database on the server of `admin` (a URL of any database there).
+    pub async fn new_on(admin: &str) -> Self {
+        Self::create(Backend::Postgres, admin).await
+    }
+
+    async fn create(backend: Backend, admin: &str) -> Self {
         let name = format!("lianxin_t_{}", uuid::Uuid::new_v4().simple());
         let data_dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&data_dir).expect("create test data dir");
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", data_dir.join("test.db").display()),
             Backend::Postgres => {
-                let admin = admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                let mut conn = sqlx::PgConnection::connect(admin).await.unwrap_or_else(|e| {
                     panic!("cannot reach the test Postgres (set LIANXIN_TEST_DATABASE_URL or run scripts/test): {e}")
                 });
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut conn)
                     .await
                     .expect("create test database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
                 format!("{base}/{name}")
             }
         };
@@ -107,6 +119,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         ..Settings::default()
     };
     settings.limits.document_idle_secs = 1;
+    // Stopping a test server closes its connections at once.
+    settings.cluster.drain_grace_secs = 0;
+    settings.cluster.drain_secs = 0;
     // The sync-pipe tests use free-form documents; the field tests turn this off.
     settings.documents.allow_untyped = true;
     settings
@@ -169,50 +184,7 @@ impl TestApp {
     /// Registers every area on the way to `area`, the user and the device (each only if
     /// missing).
     pub async fn register(&self, sub: &str, device: &str, role: &str, area: &str) {
-        use lianxin_server::storage::registry::{Area, Device, RegistryError, User};
-        let store = &self.state.store;
-        let mut path = String::new();
-        for segment in area.trim_start_matches('/').split('/') {
-            path.push('/');
-            path.push_str(segment);
-            let created = store
-                .create_area(&Area {
-                    path: path.clone(),
-                    name: segment.into(),
-                    level: "street".into(),
-                })
-                .await;
-            assert!(
-                matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
-                "{created:?}"
-            );
-        }
-        let created = store
-            .create_user(&User {
-                id: sub.into(),
-                name: sub.into(),
-                role: role.into(),
-                area: area.into(),
-                department: None,
-                revoked: false,
-            })
-            .await;
-        assert!(
-            matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
-            "{created:?}"
-        );
-        let created = store
-            .create_device(&Device {
-                id: device.into(),
-                user_id: sub.into(),
-                label: String::new(),
-                revoked: false,
-            })
-            .await;
-        assert!(
-            matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
-            "{created:?}"
-        );
+        register_in(&self.state.store, sub, device, role, area).await;
     }
 
     /// Reads a counter from `/metrics`.
@@ -248,6 +220,60 @@ impl TestApp {
             .expect("server task")
             .expect("server ran cleanly");
     }
+}
+
+/// Registers every area on the way to `area`, the user (with `role` in `area`) and the device
+/// in `store`, each only if missing.
+pub async fn register_in(
+    store: &lianxin_server::storage::Store,
+    sub: &str,
+    device: &str,
+    role: &str,
+    area: &str,
+) {
+    use lianxin_server::storage::registry::{Area, Device, RegistryError, User};
+    let mut path = String::new();
+    for segment in area.trim_start_matches('/').split('/') {
+        path.push('/');
+        path.push_str(segment);
+        let created = store
+            .create_area(&Area {
+                path: path.clone(),
+                name: segment.into(),
+                level: "street".into(),
+            })
+            .await;
+        assert!(
+            matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
+            "{created:?}"
+        );
+    }
+    let created = store
+        .create_user(&User {
+            id: sub.into(),
+            name: sub.into(),
+            role: role.into(),
+            area: area.into(),
+            department: None,
+            revoked: false,
+        })
+        .await;
+    assert!(
+        matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
+        "{created:?}"
+    );
+    let created = store
+        .create_device(&Device {
+            id: device.into(),
+            user_id: sub.into(),
+            label: String::new(),
+            revoked: false,
+        })
+        .await;
+    assert!(
+        matches!(created, Ok(()) | Err(RegistryError::Exists(_))),
+        "{created:?}"
+    );
 }
 
 /// A websocket peer that speaks raw protocol messages, for sending what no real client would.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use automerge::Automerge;
+use automerge::{Automerge, ReadDoc};
 use lianxin_protocol::domain::{self, Actor, DocInfo, Outcome, Projected, access, schema};
 use lianxin_protocol::{DocSession, DocumentId, Message};
 use tokio::sync::mpsc;
@@ -24,10 +24,15 @@ use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
 use super::{ConnId, DocContext, DocHub, Peer};
-use crate::committer::OwnedChangeRecord;
+use crate::committer::{Append, CommitError, OwnedChangeRecord};
+use crate::storage::ChunksAfter;
 
 /// How often an idle actor checks whether it may leave memory.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Times one message is vetted again after another process changed the document first,
+/// before the device is told to try again later.
+const MAX_ATTEMPTS: usize = 8;
 
 /// Work for a document actor.
 #[derive(Debug)]
@@ -47,6 +52,9 @@ pub enum DocCommand {
     /// Too many documents are loaded: drop the Automerge document (sessions stay; it is
     /// loaded again from the store with the next message). Sent by the hub.
     Unload,
+    /// Another process stored the document up to sequence number `seq` (heard from its
+    /// announcement): take in what it stored and tell the sessions here.
+    Refresh { seq: i64 },
 }
 
 /// Spawns the actor of `doc`, owned by the context's task tracker.
@@ -129,6 +137,10 @@ struct DocActor {
 enum Refusal {
     #[error("document {doc}: storage unavailable, try again later")]
     Storage { doc: DocumentId },
+    #[error(
+        "document {doc}: changed on other servers faster than it could be merged here, try again later"
+    )]
+    Busy { doc: DocumentId },
     #[error("document {doc}: malformed sync message: {reason}")]
     Malformed { doc: DocumentId, reason: String },
     #[error("document {doc}: would grow to {size} bytes, over the limit of {limit} bytes")]
@@ -145,6 +157,22 @@ enum Refusal {
         change: automerge::ChangeHash,
         reason: String,
     },
+}
+
+/// Why one attempt at a sync message did not finish.
+#[derive(Debug)]
+enum Step {
+    Refused(Refusal),
+    /// The document here lacks what another process stored since it was loaded (an append
+    /// was refused as stale, or the message names changes only the store may have): catch up
+    /// and try the message again.
+    Stale,
+}
+
+impl From<Refusal> for Step {
+    fn from(refusal: Refusal) -> Self {
+        Step::Refused(refusal)
+    }
 }
 
 impl DocActor {
@@ -200,7 +228,10 @@ impl DocActor {
                 data,
                 received_at,
             } => {
-                if let Err(refusal) = self.on_sync(&peer, request, &data, received_at).await {
+                if let Err(refusal) = self
+                    .sync_with_retries(&peer, request, &data, received_at)
+                    .await
+                {
                     tracing::warn!(conn = peer.conn, %refusal, "sync message refused");
                     self.push(
                         &peer,
@@ -224,12 +255,137 @@ impl DocActor {
                 }
             }
             DocCommand::Detach { conn } => self.detach(conn).await,
+            DocCommand::Refresh { seq } => {
+                let behind = self.loaded.as_ref().is_some_and(|l| l.last_seq < seq);
+                if behind {
+                    match self.refresh().await {
+                        Ok(true) => self.tell_of_refresh(),
+                        Ok(false) => {}
+                        Err(refusal) => tracing::warn!(%refusal, "catching up failed"),
+                    }
+                }
+            }
             DocCommand::Unload => {
                 if self.loaded.is_some() {
                     self.ctx.metrics.documents_unloaded.inc();
                 }
                 self.unload();
             }
+        }
+    }
+
+    /// Applies a sync message, vetting it again on the store's latest state each time another
+    /// process turns out to have changed the document first.
+    async fn sync_with_retries(
+        &mut self,
+        peer: &Arc<Peer>,
+        request: bool,
+        data: &[u8],
+        received_at: Instant,
+    ) -> Result<(), Refusal> {
+        let mut refreshed = false;
+        let mut result = Err(Refusal::Busy { doc: self.id });
+        for attempt in 0..MAX_ATTEMPTS {
+            match self
+                .on_sync(peer, request, data, received_at, attempt > 0)
+                .await
+            {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err(Step::Refused(refusal)) => {
+                    result = Err(refusal);
+                    break;
+                }
+                Err(Step::Stale) => {
+                    self.ctx.metrics.stale_merges.inc();
+                    match self.refresh().await {
+                        Ok(changed) => refreshed |= changed,
+                        Err(refusal) => {
+                            result = Err(refusal);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if refreshed {
+            self.tell_of_refresh();
+        }
+        result
+    }
+
+    /// Takes in the chunks other processes stored since the document was loaded (the whole
+    /// document again if one of them compacted it). Returns whether anything was new.
+    async fn refresh(&mut self) -> Result<bool, Refusal> {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Ok(false);
+        };
+        let doc_id = self.id;
+        let chunks = match self.ctx.store.chunks_after(&doc_id, loaded.last_seq).await {
+            Ok(ChunksAfter::Chunks(chunks)) => chunks,
+            Ok(ChunksAfter::Compacted) => {
+                self.unload();
+                self.ensure_loaded().await?;
+                return Ok(true);
+            }
+            Err(e) => {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::warn!(error = %e, "reading other processes' changes failed");
+                self.unload();
+                return Err(Refusal::Storage { doc: doc_id });
+            }
+        };
+        if chunks.is_empty() {
+            return Ok(false);
+        }
+        for (seq, chunk) in chunks {
+            if let Err(e) = loaded.doc.load_incremental(&chunk) {
+                tracing::error!(error = %e, seq, "a stored chunk does not load");
+                self.unload();
+                return Err(Refusal::Storage { doc: doc_id });
+            }
+            loaded.last_seq = seq;
+            loaded.size_bytes += chunk.len() as i64;
+            loaded.chunks_since_snapshot += 1;
+        }
+        loaded.stored = true;
+        loaded.info = schema::read_info(&loaded.doc).ok();
+        loaded.projected = loaded
+            .info
+            .as_ref()
+            .and_then(|_| domain::project(&loaded.doc, &self.ctx.projection).ok());
+        Ok(true)
+    }
+
+    /// After taking in other processes' changes: every session here hears what it lacks, and
+    /// devices that hold the document without having it open hear that it changed. (Area
+    /// subscribers hear from their own catch-up, see `crate::cluster`.)
+    fn tell_of_refresh(&mut self) {
+        let Some(loaded) = self.loaded.as_ref() else {
+            return;
+        };
+        fan_out(&self.ctx, &self.id, loaded, &mut self.sessions, None);
+        self.tell_watchers();
+    }
+
+    /// Devices that hold the document without having it open hear that it changed.
+    fn tell_watchers(&self) {
+        let sessions = &self.sessions;
+        for watcher in self
+            .hub
+            .watchers_of(&self.id, |conn| sessions.contains_key(&conn))
+        {
+            push(
+                &self.ctx,
+                &watcher,
+                Message::ChangedDocs {
+                    sender_id: self.ctx.server_peer.clone(),
+                    target_id: watcher.remote.clone(),
+                    document_ids: vec![self.id],
+                },
+            );
         }
     }
 
@@ -367,7 +523,8 @@ impl DocActor {
         request: bool,
         data: &[u8],
         received_at: Instant,
-    ) -> Result<(), Refusal> {
+        fresh: bool,
+    ) -> Result<(), Step> {
         self.ensure_loaded().await?;
         self.hub.resident(&self.id, self.generation);
         let doc_id = self.id;
@@ -405,7 +562,8 @@ impl DocActor {
                 return Err(Refusal::Malformed {
                     doc: doc_id,
                     reason: e.to_string(),
-                });
+                }
+                .into());
             }
         };
         let incoming: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
@@ -431,7 +589,8 @@ impl DocActor {
                 return Err(Refusal::Malformed {
                     doc: doc_id,
                     reason: e.to_string(),
-                });
+                }
+                .into());
             }
         };
         if let Some((fork, _)) = &candidate {
@@ -441,6 +600,10 @@ impl DocActor {
                 // applied only now are stored too.
                 effects.heads_changed = true;
                 effects.persist = Some(fork.save_after(&before));
+            } else if !fresh && !fork.get_missing_deps(&[]).is_empty() {
+                // The changes build on changes this process has not seen: another process
+                // may have stored them (the device synced with it before).
+                return Err(Step::Stale);
             } else {
                 let room = self.ctx.limits.max_message_bytes;
                 let held: usize = slot.pending.iter().map(Vec::len).sum();
@@ -464,7 +627,18 @@ impl DocActor {
                 .max()
                 .map(|secs| secs.saturating_mul(1000));
             let count = i32::try_from(new_changes.len()).unwrap_or(i32::MAX);
-            vet(&self.ctx, peer, &doc_id, &new_changes).await?;
+            match vet(&self.ctx, peer, &doc_id, &new_changes).await {
+                Ok(()) => {}
+                // Someone else's changes: the device may be relaying what it got from another
+                // process, which this one has not taken in yet.
+                Err(Refusal::Rejected { .. }) if !fresh => return Err(Step::Stale),
+                Err(refusal) => {
+                    if matches!(refusal, Refusal::Rejected { .. }) {
+                        self.ctx.metrics.rejected_changes.inc();
+                    }
+                    return Err(refusal.into());
+                }
+            }
             outcome = check_field_rules(
                 &self.ctx,
                 peer,
@@ -492,9 +666,6 @@ impl DocActor {
             record = Some((projected, count, client_time, summary));
         }
 
-        // Whether chunks stored by another process were taken in: then even the sender has
-        // something new to hear about.
-        let mut caught_up = false;
         let mut appended_seq = None;
         if let Some(bytes) = &effects.persist {
             let limit = self.ctx.limits.max_document_bytes;
@@ -504,7 +675,8 @@ impl DocActor {
                     doc: doc_id,
                     size,
                     limit,
-                });
+                }
+                .into());
             }
             let (projected, changes, client_time, summary) = record
                 .take()
@@ -523,16 +695,22 @@ impl DocActor {
             let holder =
                 (!slot.recorded && peer.peer_key.is_some()).then(|| slot.session.persisted_state());
             let holding = holder.is_some();
+            let claims = outcome
+                .as_ref()
+                .map(|o| o.new_claims.clone())
+                .unwrap_or_default();
             match self
                 .ctx
                 .committer
-                .append(
-                    doc_id,
-                    bytes.clone(),
-                    peer.peer_key.clone(),
+                .append(Append {
+                    doc: doc_id,
+                    data: bytes.clone(),
+                    peer_key: peer.peer_key.clone(),
                     holder,
-                    change_record,
-                )
+                    record: change_record,
+                    claims,
+                    expected_seq: loaded.last_seq,
+                })
                 .await
             {
                 Ok(appended) => {
@@ -557,28 +735,24 @@ impl DocActor {
                     if projected.is_some() {
                         loaded.projected = projected;
                     }
-                    if appended.seq != loaded.last_seq + 1 {
-                        // Another process appended in between: take in what it stored.
-                        if let Err(e) = catch_up(&self.ctx, &doc_id, loaded).await {
-                            tracing::warn!(error = %e, "catching up with other writers failed");
-                            self.unload();
-                            return Err(Refusal::Storage { doc: doc_id });
-                        }
-                        caught_up = true;
-                        loaded.last_seq = appended.seq;
-                        reproject(&self.ctx, &doc_id, loaded).await;
-                    }
+                    debug_assert_eq!(
+                        appended.seq,
+                        loaded.last_seq + 1,
+                        "appends build on the last"
+                    );
                     appended_seq = Some(appended.seq);
                     loaded.last_seq = appended.seq;
                     loaded.size_bytes = appended.size_bytes;
                     loaded.chunks_since_snapshot += 1;
                     loaded.stored = true;
                 }
+                // Another process stored changes first; nothing was applied here.
+                Err(CommitError::Conflict(_)) => return Err(Step::Stale),
                 Err(e) => {
                     // Nothing was applied: the document and session are as before.
                     self.ctx.metrics.storage_errors.inc();
                     tracing::error!(error = %e, "appending changes failed");
-                    return Err(Refusal::Storage { doc: doc_id });
+                    return Err(Refusal::Storage { doc: doc_id }.into());
                 }
             }
         } else if let Some((_, session)) = candidate.take() {
@@ -614,37 +788,22 @@ impl DocActor {
 
         // …and everyone else who has the document open.
         if effects.heads_changed {
-            let except = (!caught_up).then_some(peer.conn);
-            fan_out(&self.ctx, &doc_id, loaded, &mut self.sessions, except);
-        }
-
-        // Devices subscribed to the area hear of it…
-        if effects.heads_changed || caught_up {
+            fan_out(
+                &self.ctx,
+                &doc_id,
+                loaded,
+                &mut self.sessions,
+                Some(peer.conn),
+            );
+            // Devices subscribed to the area hear of it, and devices that hold the document
+            // without having it open hear that it changed.
             push_to_area(&self.ctx, &self.hub, &doc_id, loaded, &self.sessions);
-        }
-
-        // …and devices that hold the document without having it open hear that it changed.
-        if effects.heads_changed || caught_up {
-            let sessions = &self.sessions;
-            for watcher in self
-                .hub
-                .watchers_of(&doc_id, |conn| sessions.contains_key(&conn))
-            {
-                push(
-                    &self.ctx,
-                    &watcher,
-                    Message::ChangedDocs {
-                        sender_id: self.ctx.server_peer.clone(),
-                        target_id: watcher.remote.clone(),
-                        document_ids: vec![doc_id],
-                    },
-                );
-            }
+            self.tell_watchers();
         }
 
         if let (Some(outcome), Some(seq)) = (&outcome, appended_seq) {
             self.record_flags(outcome, seq, &peer.user.id).await;
-            self.arbitrate(outcome, seq).await;
+            self.arbitrate(outcome).await;
         }
         let compact = self
             .loaded
@@ -686,38 +845,65 @@ impl DocActor {
         }
     }
 
-    /// Order arbitration: records the arrival of new claims and, if the order is open and
-    /// unassigned, writes the winner (the first claim the server received) as the server's own
-    /// change, stored and sent to every reader. The losing volunteer's device learns it from the
-    /// document's `assignee`.
-    async fn arbitrate(&mut self, outcome: &Outcome, seq: i64) {
-        if outcome.new_claims.is_empty() && !outcome.flags.contains(&domain::Flag::ArbitrateOrder) {
-            return;
-        }
-        let received = match self
-            .ctx
-            .store
-            .record_claims(&self.id, &outcome.new_claims, seq)
-            .await
-        {
-            Ok(received) => received,
-            Err(e) => {
-                self.ctx.metrics.storage_errors.inc();
-                tracing::error!(error = %e, "recording claims failed; arbitration waits for the next change");
-                return;
-            }
-        };
+    /// Order arbitration: if the order is open and unassigned, writes the winner (of the claims
+    /// in the document, the one whose chunk the database stored first; claims are recorded in
+    /// the append's own transaction) as the server's own change, stored and sent to every
+    /// reader. The losing volunteer's device learns it from the document's `assignee`.
+    ///
+    /// Several processes may arbitrate one order at once: the assignment is appended on top of
+    /// the state it was decided on, and a process that finds the document changed first
+    /// catches up and decides again, so there is one assignment, to the first claim.
+    async fn arbitrate(&mut self, outcome: &Outcome) {
         if !outcome.flags.contains(&domain::Flag::ArbitrateOrder) {
             return;
         }
+        for _ in 0..MAX_ATTEMPTS {
+            match self.try_assign(outcome).await {
+                Ok(()) => return,
+                Err(Step::Stale) => {
+                    self.ctx.metrics.stale_merges.inc();
+                    match self.refresh().await {
+                        Ok(true) => self.tell_of_refresh(),
+                        Ok(false) => {}
+                        Err(refusal) => {
+                            tracing::warn!(%refusal, "arbitration waits for the next change");
+                            return;
+                        }
+                    }
+                }
+                Err(Step::Refused(refusal)) => {
+                    tracing::error!(%refusal, "arbitration waits for the next change");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("the order changed too often to arbitrate; waits for the next change");
+    }
+
+    /// One attempt at [`DocActor::arbitrate`] on the document as it is here.
+    async fn try_assign(&mut self, outcome: &Outcome) -> Result<(), Step> {
+        let doc_id = self.id;
+        let received = self
+            .ctx
+            .store
+            .record_claims(&doc_id, &[], 0)
+            .await
+            .map_err(|e| {
+                self.ctx.metrics.storage_errors.inc();
+                tracing::error!(error = %e, "reading claims failed");
+                Refusal::Storage { doc: doc_id }
+            })?;
         let Some(loaded) = self.loaded.as_mut() else {
-            return;
+            return Ok(());
         };
+        if !matches!(domain::order_flow::read_assignee(&loaded.doc), Ok(None)) {
+            return Ok(());
+        }
         let Ok(claims) = domain::read_claims(&loaded.doc) else {
-            return;
+            return Ok(());
         };
         let Some(winner) = domain::winning_claim(&claims, &received) else {
-            return;
+            return Ok(());
         };
         let before = loaded.doc.get_heads();
         let mut assigned = loaded.doc.fork();
@@ -726,12 +912,13 @@ impl DocActor {
             assigned.transact(|tx| domain::builders::assign_order(tx, &winner.volunteer))
         {
             tracing::error!(error = ?e.error, "writing the assignee failed");
-            return;
+            return Ok(());
         }
         let server = Actor::server(outcome.info.area.clone());
         if let Err(e) = domain::check_change(&server, Some(&outcome.info), &loaded.doc, &assigned) {
-            tracing::error!(error = %e, "the server's own assignment breaks the rules");
-            return;
+            // Another process's change may have closed or cancelled the order meanwhile.
+            tracing::info!(reason = %e, "the order no longer takes an assignee");
+            return Ok(());
         }
         let bytes = assigned.save_after(&before);
         let projected = domain::project(&assigned, &self.ctx.projection).ok();
@@ -748,43 +935,39 @@ impl DocActor {
             client_time: None,
             summary,
         };
-        match self
+        let appended = match self
             .ctx
             .committer
-            .append(
-                self.id,
-                bytes,
-                Some("server".to_owned()),
-                None,
-                change_record,
-            )
+            .append(Append {
+                doc: doc_id,
+                data: bytes,
+                peer_key: Some("server".to_owned()),
+                holder: None,
+                record: change_record,
+                claims: Vec::new(),
+                expected_seq: loaded.last_seq,
+            })
             .await
         {
-            Ok(appended) => {
-                self.ctx.changes.notify_waiters();
-                let gap = appended.seq != loaded.last_seq + 1;
-                if gap && let Err(e) = catch_up(&self.ctx, &self.id, loaded).await {
-                    tracing::warn!(error = %e, "catching up with other writers failed");
-                }
-                loaded.doc.merge(&mut assigned).ok();
-                loaded.projected = projected;
-                if gap {
-                    loaded.last_seq = appended.seq;
-                    reproject(&self.ctx, &self.id, loaded).await;
-                }
-                loaded.last_seq = appended.seq;
-                loaded.size_bytes = appended.size_bytes;
-                loaded.chunks_since_snapshot += 1;
-                tracing::info!(volunteer = %winner.volunteer, "order assigned");
-            }
+            Ok(appended) => appended,
+            Err(CommitError::Conflict(_)) => return Err(Step::Stale),
             Err(e) => {
                 self.ctx.metrics.storage_errors.inc();
                 tracing::error!(error = %e, "storing the assignment failed; it is retried with the next claim");
-                return;
+                return Err(Refusal::Storage { doc: doc_id }.into());
             }
-        }
-        fan_out(&self.ctx, &self.id, loaded, &mut self.sessions, None);
-        push_to_area(&self.ctx, &self.hub, &self.id, loaded, &self.sessions);
+        };
+        self.ctx.changes.notify_waiters();
+        loaded.doc.merge(&mut assigned).ok();
+        loaded.projected = projected;
+        loaded.last_seq = appended.seq;
+        loaded.size_bytes = appended.size_bytes;
+        loaded.chunks_since_snapshot += 1;
+        tracing::info!(volunteer = %winner.volunteer, "order assigned");
+        fan_out(&self.ctx, &doc_id, loaded, &mut self.sessions, None);
+        push_to_area(&self.ctx, &self.hub, &doc_id, loaded, &self.sessions);
+        self.tell_watchers();
+        Ok(())
     }
 
     /// Writes a fresh snapshot and drops the chunks it contains.
@@ -919,7 +1102,7 @@ fn fan_out(
 
 /// Queues a message for a connection without waiting. A full queue is the slow-client policy:
 /// the connection is closed (the client resyncs on reconnect; nothing is lost).
-fn push(ctx: &DocContext, peer: &Peer, message: Message) {
+pub(super) fn push(ctx: &DocContext, peer: &Peer, message: Message) {
     match peer.outbox.try_send(message) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
@@ -935,39 +1118,6 @@ fn push(ctx: &DocContext, peer: &Peer, message: Message) {
         // The connection is closing; its detach is on the way.
         Err(TrySendError::Closed(_)) => {}
     }
-}
-
-/// Projects the document again and writes its rows as of `loaded.last_seq`: after taking in
-/// chunks another process stored, the rows written with our own chunk lack that process's
-/// changes (and its rows lacked ours).
-async fn reproject(ctx: &DocContext, doc: &DocumentId, loaded: &mut Loaded) {
-    if loaded.info.is_none() {
-        return;
-    }
-    match domain::project(&loaded.doc, &ctx.projection) {
-        Ok(projected) => {
-            if let Err(e) = ctx.store.reproject(doc, loaded.last_seq, &projected).await {
-                ctx.metrics.storage_errors.inc();
-                tracing::warn!(error = %e, "rewriting the projection failed");
-            }
-            loaded.projected = Some(projected);
-        }
-        Err(e) => tracing::error!(error = %e, "a merged document does not project"),
-    }
-}
-
-/// Loads chunks that other processes appended after `loaded.last_seq`.
-async fn catch_up(
-    ctx: &DocContext,
-    doc: &DocumentId,
-    loaded: &mut Loaded,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let chunks = ctx.store.chunks_after(doc, loaded.last_seq).await?;
-    for (_, chunk) in chunks {
-        loaded.doc.load_incremental(&chunk)?;
-        loaded.chunks_since_snapshot += 1;
-    }
-    Ok(())
 }
 
 /// Decides whether `changes` (new to the document) may be accepted from `peer`.
@@ -1003,7 +1153,6 @@ async fn vet(
                 .find(|c| c.actor_id().to_hex_string() == *actor)
                 .map(|c| c.hash())
                 .expect("actor came from a change");
-            ctx.metrics.rejected_changes.inc();
             return Err(Refusal::Rejected {
                 doc: *doc,
                 change,

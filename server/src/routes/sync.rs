@@ -24,13 +24,19 @@ const READ_BUFFER: usize = 4 * 1024;
 #[utoipa::path(get, path = "/v1/sync", tag = "sync", security(("bearer" = [])),
     responses((status = 101, description = "Switching to the websocket"),
               (status = 401, description = "Missing or rejected token"),
-              (status = 503, description = "Too many connections")))]
+              (status = 503, description = "Too many connections, or the server is draining")))]
 pub async fn upgrade(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(|e| ApiError::Invalid(format!("expected a websocket upgrade: {e}")))?;
+    if state.node.draining() {
+        // The load balancer has been told (`/readyz`); a device that still got here retries.
+        return Err(ApiError::Unavailable(
+            "this server is shutting down; reconnect to another".into(),
+        ));
+    }
     let permit = state
         .connection_slots
         .clone()

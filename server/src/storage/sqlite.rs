@@ -12,6 +12,9 @@ use super::{PoolConfig, StorageError};
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's name (announcements are for several processes on one Postgres; an
+    /// SQLite file has one process).
+    pub(super) instance: String,
 }
 
 impl SqliteStore {
@@ -30,7 +33,19 @@ impl SqliteStore {
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            instance: "sqlite".to_owned(),
+        })
+    }
+
+    /// One process per file: nobody else to tell.
+    pub(super) async fn announce(
+        &self,
+        _tx: &mut sqlx::SqliteConnection,
+        _docs: &[super::ChangedDocument],
+    ) -> Result<(), StorageError> {
+        Ok(())
     }
 }
 

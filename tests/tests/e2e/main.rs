@@ -4,6 +4,7 @@
 mod area_sync;
 mod auth;
 mod bad_input;
+mod cluster;
 mod convergence;
 mod device;
 mod field;

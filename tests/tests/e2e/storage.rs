@@ -2,7 +2,7 @@
 //! catch-up read other processes rely on, and sync states.
 
 use lianxin_protocol::DocumentId;
-use lianxin_server::storage::{PoolConfig, Store};
+use lianxin_server::storage::{ChunksAfter, PoolConfig, Store};
 use lianxin_tests::{Backend, TestDb};
 use secrecy::SecretString;
 
@@ -56,14 +56,11 @@ async fn append_compact_and_reload(backend: Backend) {
     assert_eq!(stored.last_seq, 10);
     assert_eq!(stored.chunks.len(), 10);
     assert_eq!(rebuild(&stored).get_heads(), doc.get_heads());
+    let ChunksAfter::Chunks(after) = store.chunks_after(&id, 7).await.unwrap() else {
+        panic!("nothing was compacted yet");
+    };
     assert_eq!(
-        store
-            .chunks_after(&id, 7)
-            .await
-            .unwrap()
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<Vec<_>>(),
+        after.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         vec![8, 9, 10]
     );
 
@@ -75,6 +72,15 @@ async fn append_compact_and_reload(backend: Backend) {
     store.compact(&id, &upto6.save(), 6).await.unwrap();
     let stored = store.load(&id).await.unwrap().unwrap();
     assert_eq!(stored.chunks.len(), 4);
+    // A process that had only up to 5 must load the document again; one at 6 reads on.
+    assert_eq!(
+        store.chunks_after(&id, 5).await.unwrap(),
+        ChunksAfter::Compacted
+    );
+    let ChunksAfter::Chunks(after) = store.chunks_after(&id, 6).await.unwrap() else {
+        panic!("6 is in the snapshot");
+    };
+    assert_eq!(after.len(), 4);
     assert_eq!(rebuild(&stored).get_heads(), doc.get_heads());
 
     // An older snapshot never replaces a newer one.

@@ -1,0 +1,487 @@
+//! Several server processes on one Postgres (issue: scale-out): real `lianxin-node` processes
+//! on loopback, real devices (the SDK) spread over them, a load balancer in front where a test
+//! needs devices to move. What a user would check: every device ends with the same documents
+//! as the database, an order has one assignee, and nothing a device saw acknowledged is lost
+//! when a node dies or the database restarts.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use automerge::ReadDoc;
+use automerge::transaction::Transactable;
+use lianxin_client::{Client, ClientConfig, DocumentId};
+use lianxin_protocol::domain::builders::{self, Common, OrderInit};
+use lianxin_protocol::domain::order_flow::read_assignee;
+use lianxin_protocol::domain::{AreaPath, Claim};
+use lianxin_tests::cluster::{Balancer, Cluster, PrivatePostgres};
+use lianxin_tests::until;
+
+use crate::field::am;
+
+const NODE: &str = env!("CARGO_BIN_EXE_lianxin-node");
+const WAIT: Duration = Duration::from_secs(30);
+const GRID: &str = "/city/street-1/community-1/grid-a";
+
+/// A device of `user` connected to `url`.
+async fn device(cluster: &Cluster, user: &str, role: &str, url: &str) -> Client {
+    let client = Client::in_memory(ClientConfig::default()).await.unwrap();
+    let token = cluster
+        .token_as(user, &format!("{user}-phone"), role, GRID)
+        .await;
+    client.connect(url, &token).await.unwrap();
+    client
+}
+
+/// The keys of the document's root map, on a device.
+fn keys_on(client: &Client, doc: DocumentId) -> BTreeSet<String> {
+    client
+        .read(doc, |d| d.keys(automerge::ROOT).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until every device and the database hold each of `docs` with the same heads, and the
+/// database has every key in `expected` (document → keys).
+async fn converged(
+    cluster: &Cluster,
+    devices: &[&Client],
+    expected: &[(DocumentId, BTreeSet<String>)],
+) {
+    until(WAIT, || async {
+        for (doc, keys) in expected {
+            let stored = cluster
+                .stored_doc(*doc)
+                .await
+                .ok_or(format!("{doc} not stored"))?;
+            let stored_keys: BTreeSet<String> = stored.keys(automerge::ROOT).collect();
+            if !keys.is_subset(&stored_keys) {
+                let missing: Vec<_> = keys.difference(&stored_keys).collect();
+                return Err(format!("{doc}: the database lacks {missing:?}"));
+            }
+            let mut heads = stored.get_heads();
+            heads.sort();
+            for (i, device) in devices.iter().enumerate() {
+                let mut theirs = device.heads(*doc).unwrap_or_default();
+                theirs.sort();
+                if theirs != heads {
+                    let _ = device.wait_synced(*doc, Duration::from_millis(50)).await;
+                    return Err(format!(
+                        "{doc}: device {i} has {:?}, the database {heads:?}; device keys {:?}",
+                        theirs,
+                        keys_on(device, *doc).len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_converge_and_an_order_gets_exactly_one_assignee() {
+    let cluster = Cluster::start(NODE, 3, true).await;
+
+    // Six secretaries, two on each node, edit the same five documents at the same time.
+    let mut devices = Vec::new();
+    for i in 0..6 {
+        devices.push(
+            device(
+                &cluster,
+                &format!("sec-{i}"),
+                "secretary",
+                &cluster.ws_url(i % 3),
+            )
+            .await,
+        );
+    }
+    let mut docs = Vec::new();
+    for d in 0..5 {
+        let id = devices[0]
+            .create(|tx| tx.put(automerge::ROOT, "created", d as i64).map(|_| ()))
+            .await
+            .unwrap();
+        devices[0].wait_synced(id, WAIT).await.unwrap();
+        docs.push(id);
+    }
+    for device in &devices[1..] {
+        for doc in &docs {
+            device.fetch(*doc, WAIT).await.unwrap();
+        }
+    }
+    let edits = futures_util::future::join_all(devices.iter().enumerate().map(|(i, device)| {
+        let docs = docs.clone();
+        async move {
+            let mut made = Vec::new();
+            for k in 0..12usize {
+                let doc = docs[(i * 7 + k * 3) % docs.len()];
+                let key = format!("sec-{i}-{k}");
+                device
+                    .change(doc, |tx| {
+                        tx.put(automerge::ROOT, &key, k as i64).map(|_| ())
+                    })
+                    .await
+                    .unwrap();
+                made.push((doc, key));
+                if k % 4 == 3 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            made
+        }
+    }))
+    .await;
+    let expected: Vec<(DocumentId, BTreeSet<String>)> = docs
+        .iter()
+        .map(|doc| {
+            let mut keys: BTreeSet<String> = edits
+                .iter()
+                .flatten()
+                .filter(|(d, _)| d == doc)
+                .map(|(_, k)| k.clone())
+                .collect();
+            keys.insert("created".into());
+            (*doc, keys)
+        })
+        .collect();
+    converged(&cluster, &devices.iter().collect::<Vec<_>>(), &expected).await;
+    // The nodes heard each other: each took in the others' changes from announcements.
+    for i in 0..3 {
+        assert!(
+            cluster.metric(i, "lianxin_announcements_total").await > 0.0,
+            "node {i} heard no announcement"
+        );
+    }
+
+    // An order, and six volunteers on three nodes tapping "take" at the same moment.
+    let grid = device(&cluster, "grid-w", "grid_worker", &cluster.ws_url(0)).await;
+    let order = grid
+        .create(|tx| {
+            builders::init_order(
+                tx,
+                &Common {
+                    area: AreaPath::new(GRID).unwrap(),
+                    created_by: "grid-w".into(),
+                    created_at: 1_763_000_000_000,
+                },
+                &OrderInit {
+                    requester: "household-17".into(),
+                    service_kind: "accompany to hospital".into(),
+                    window_start: 1_763_100_000_000,
+                    window_end: 1_763_110_000_000,
+                    place: "3-2-401".into(),
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    grid.wait_synced(order, WAIT).await.unwrap();
+    let mut volunteers = Vec::new();
+    for i in 0..6 {
+        let v = device(
+            &cluster,
+            &format!("vol-{i}"),
+            "volunteer",
+            &cluster.ws_url(i % 3),
+        )
+        .await;
+        v.fetch(order, WAIT).await.unwrap();
+        volunteers.push(v);
+    }
+    futures_util::future::join_all(volunteers.iter().enumerate().map(|(i, v)| async move {
+        let me = format!("vol-{i}");
+        v.change(order, |tx| {
+            builders::append_claim(
+                tx,
+                &Claim {
+                    volunteer: me.clone(),
+                    device: Some(format!("{me}-phone")),
+                    at: 1_763_000_000_000 + i as i64,
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    }))
+    .await;
+    let everyone: Vec<Client> = volunteers.into_iter().chain([grid]).collect();
+    // Every claim stored, and one assignee: the volunteer whose claim the database stored
+    // first, everywhere.
+    until(WAIT, || async {
+        let stored = cluster.stored_doc(order).await.ok_or("order not stored")?;
+        let claims = lianxin_protocol::domain::read_claims(&stored).map_err(|e| e.to_string())?;
+        if claims.len() != 6 {
+            return Err(format!("{} claims stored", claims.len()));
+        }
+        let arrival = cluster
+            .store
+            .record_claims(&order, &[], 0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let assignee = read_assignee(&stored)
+            .map_err(|e| e.to_string())?
+            .ok_or("no assignee yet")?;
+        if arrival.first() != Some(&assignee) {
+            return Err(format!("assignee {assignee}, claims arrived {arrival:?}"));
+        }
+        for (i, device) in everyone.iter().enumerate() {
+            let seen = device.read(order, |d| read_assignee(d).unwrap()).unwrap();
+            if seen.as_deref() != Some(assignee.as_str()) {
+                let _ = device.wait_synced(order, Duration::from_millis(50)).await;
+                return Err(format!("device {i} sees {seen:?}, not {assignee}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    // Exactly one assignment was ever written: no concurrent values of `assignee`.
+    let stored = cluster.stored_doc(order).await.unwrap();
+    let written = stored.get_all(automerge::ROOT, "assignee").unwrap();
+    assert_eq!(written.len(), 1, "assignments: {written:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_sync_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(NODE, 3, true).await;
+    let balancer = Balancer::start(cluster.addrs()).await;
+    // Six devices through the balancer: two land on each node.
+    let mut devices = Vec::new();
+    for i in 0..6 {
+        devices.push(
+            device(
+                &cluster,
+                &format!("sec-{i}"),
+                "secretary",
+                &balancer.ws_url(),
+            )
+            .await,
+        );
+    }
+    let shared = devices[0]
+        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
+        .await
+        .unwrap();
+    devices[0].wait_synced(shared, WAIT).await.unwrap();
+    for device in &devices[1..] {
+        device.fetch(shared, WAIT).await.unwrap();
+    }
+    let before: Vec<usize> = balancer
+        .counts
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    assert!(before[0] >= 1, "nobody is on node 0: {before:?}");
+
+    // Everyone edits the shared document and documents of their own, waiting for each
+    // acknowledgement; node 0 is killed while they do.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let work = futures_util::future::join_all(devices.iter().enumerate().map(|(i, device)| {
+        let stop = stop.clone();
+        async move {
+            let mut acknowledged: Vec<(DocumentId, String)> = Vec::new();
+            let mut written: Vec<(DocumentId, String)> = Vec::new();
+            let own = device
+                .create(|tx| tx.put(automerge::ROOT, "owner", i as i64).map(|_| ()))
+                .await
+                .unwrap();
+            written.push((own, "owner".into()));
+            let mut k = 0;
+            while !stop.is_cancelled() || k < 20 {
+                let doc = if k % 2 == 0 { shared } else { own };
+                let key = format!("sec-{i}-{k}");
+                device
+                    .change(doc, |tx| tx.put(automerge::ROOT, &key, k).map(|_| ()))
+                    .await
+                    .unwrap();
+                written.push((doc, key.clone()));
+                if device
+                    .wait_synced(doc, Duration::from_millis(500))
+                    .await
+                    .is_ok()
+                {
+                    acknowledged.extend(written.iter().filter(|(d, _)| *d == doc).cloned());
+                }
+                k += 1;
+                if k > 200 {
+                    break;
+                }
+            }
+            (own, acknowledged, written)
+        }
+    }));
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        cluster.kill(0);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.cancel();
+    };
+    let (results, ()) = tokio::join!(work, killer);
+
+    // Everything acknowledged, and everything written, is in the database and on every device
+    // that holds the document.
+    let mut expected: Vec<(DocumentId, BTreeSet<String>)> = Vec::new();
+    let mut acked = 0;
+    for (_, acknowledged, written) in &results {
+        acked += acknowledged.len();
+        for (doc, key) in written {
+            match expected.iter_mut().find(|(d, _)| d == doc) {
+                Some((_, keys)) => {
+                    keys.insert(key.clone());
+                }
+                None => expected.push((*doc, BTreeSet::from([key.clone()]))),
+            }
+        }
+    }
+    assert!(acked > 0, "nothing was acknowledged at all");
+    let shared_only: Vec<_> = expected
+        .iter()
+        .filter(|(d, _)| *d == shared)
+        .cloned()
+        .collect();
+    converged(&cluster, &devices.iter().collect::<Vec<_>>(), &shared_only).await;
+    for (i, (own, _, _)) in results.iter().enumerate() {
+        let mine: Vec<_> = expected.iter().filter(|(d, _)| d == own).cloned().collect();
+        converged(&cluster, &[&devices[i]], &mine).await;
+    }
+    for (_, acknowledged, _) in &results {
+        for (doc, key) in acknowledged {
+            let stored = cluster.stored_doc(*doc).await.unwrap();
+            assert!(
+                stored.get(automerge::ROOT, key.as_str()).unwrap().is_some(),
+                "acknowledged {key} on {doc} is lost"
+            );
+        }
+    }
+    // The killed node's devices reconnected, to the other nodes.
+    let after: Vec<usize> = balancer
+        .counts
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    assert_eq!(after[0], before[0], "nothing can reach a dead node");
+    assert!(
+        after[1] + after[2] >= before[1] + before[2] + before[0],
+        "devices of node 0 did not move: {before:?} -> {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_recover_by_themselves_when_the_database_restarts() {
+    let pg = PrivatePostgres::start()
+        .expect("Postgres server binaries (initdb, pg_ctl) are needed; scripts/test installs them");
+    let cluster = Cluster::start_on(NODE, pg.database().await, 2, true).await;
+    let a = device(&cluster, "sec-a", "secretary", &cluster.ws_url(0)).await;
+    let b = device(&cluster, "sec-b", "secretary", &cluster.ws_url(1)).await;
+    let doc = a
+        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
+        .await
+        .unwrap();
+    a.wait_synced(doc, WAIT).await.unwrap();
+    b.fetch(doc, WAIT).await.unwrap();
+    let mut keys = BTreeSet::from(["created".to_owned()]);
+
+    pg.crash();
+    // Both nodes notice and say they are not ready.
+    until(WAIT, || async {
+        for i in 0..2 {
+            let status = cluster.readiness(i).await;
+            if status != 503 {
+                return Err(format!("node {i} answers /readyz with {status}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    // Devices keep editing: nothing can be acknowledged now.
+    for (i, device) in [&a, &b].into_iter().enumerate() {
+        let key = format!("during-outage-{i}");
+        device
+            .change(doc, |tx| tx.put(automerge::ROOT, &key, 1).map(|_| ()))
+            .await
+            .unwrap();
+        keys.insert(key);
+        assert!(
+            device
+                .wait_synced(doc, Duration::from_millis(500))
+                .await
+                .is_err(),
+            "a change was acknowledged while the database was down"
+        );
+    }
+
+    pg.start_again();
+    // The nodes come back by themselves (same processes), and the devices converge.
+    until(WAIT, || async {
+        for i in 0..2 {
+            let status = cluster.readiness(i).await;
+            if status != 200 {
+                return Err(format!("node {i} answers /readyz with {status}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    converged(&cluster, &[&a, &b], &[(doc, keys.clone())]).await;
+    for i in 0..2 {
+        assert!(
+            cluster.metric(i, "lianxin_listener_reconnects_total").await >= 1.0,
+            "node {i} did not notice that it had lost the database"
+        );
+    }
+    // And changes travel between the nodes again.
+    b.change(doc, |tx| tx.put(automerge::ROOT, "after", 1).map(|_| ()))
+        .await
+        .unwrap();
+    keys.insert("after".into());
+    converged(&cluster, &[&a, &b], &[(doc, keys)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_node_and_its_devices_move_to_another() {
+    let mut cluster = Cluster::start(NODE, 2, true).await;
+    let balancer = Balancer::start(cluster.addrs()).await;
+    let mut devices = Vec::new();
+    for i in 0..4 {
+        devices.push(
+            device(
+                &cluster,
+                &format!("sec-{i}"),
+                "secretary",
+                &balancer.ws_url(),
+            )
+            .await,
+        );
+    }
+    let doc = devices[0]
+        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
+        .await
+        .unwrap();
+    devices[0].wait_synced(doc, WAIT).await.unwrap();
+    for device in &devices[1..] {
+        device.fetch(doc, WAIT).await.unwrap();
+    }
+    assert!(
+        cluster.terminate(0).await,
+        "node 0 did not exit cleanly on SIGTERM"
+    );
+    let mut keys = BTreeSet::from(["created".to_owned()]);
+    for (i, device) in devices.iter().enumerate() {
+        let key = format!("after-drain-{i}");
+        device
+            .change(doc, |tx| tx.put(automerge::ROOT, &key, 1).map(|_| ()))
+            .await
+            .unwrap();
+        keys.insert(key);
+    }
+    converged(
+        &cluster,
+        &devices.iter().collect::<Vec<_>>(),
+        &[(doc, keys)],
+    )
+    .await;
+    assert!(
+        cluster.metric(1, "lianxin_connections_open").await >= 4.0,
+        "every device is on node 1 now"
+    );
+}
