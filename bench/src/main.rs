@@ -14,6 +14,8 @@
 //!   p50 / p99 time from the edit to its arrival on a subscribed device.
 //! - `W5`: the server's peak resident memory after the above.
 //! - `W6`: C idle websocket connections: time to open them and the server's memory.
+//! - `W4 (k nodes)`: W4 again with `--w4-nodes K` server processes on one Postgres, the devices
+//!   spread over them and the subscriber on the first (most changes cross nodes).
 
 mod server;
 
@@ -52,6 +54,10 @@ struct Args {
     /// Idle connections for W6 (0 skips it).
     #[arg(long, default_value_t = 0)]
     connections: usize,
+    /// After the one-node run, W4 again with 2, 3, … up to this many nodes on the same
+    /// Postgres database (needs `--postgres`).
+    #[arg(long, default_value_t = 1)]
+    w4_nodes: usize,
     /// Run against Postgres: a URL of a server and database to create a fresh database from.
     #[arg(long)]
     postgres: Option<String>,
@@ -233,6 +239,158 @@ async fn connected(server: &Server, user: &str, role: &str) -> anyhow::Result<Cl
     Ok(client)
 }
 
+/// W4: D devices, each in its own grid uploading a handful of changes at once, watched by one
+/// subscriber of the whole community on the first node. With several nodes, the devices are
+/// spread over them round robin, so most changes reach the subscriber across nodes. Users are
+/// named after `prefix`; figures are reported under `label`. Returns the devices (kept
+/// connected until the memory figures are taken).
+async fn w4(
+    server: &Server,
+    args: &Args,
+    report: &mut Report,
+    label: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<(Client, DocumentId)>> {
+    let wait = Duration::from_secs(600);
+    let urls = server.ws_urls();
+    let mut devices = Vec::with_capacity(args.devices);
+    for d in 0..args.devices {
+        let user = format!("{prefix}-{d}");
+        let grid = server.grid(&format!("{prefix}-grid-{d}")).await?;
+        let token = server.person_in(&user, "grid_worker", &grid).await?;
+        let client = Client::in_memory(ClientConfig::default()).await?;
+        client.connect(&urls[d % urls.len()], &token).await?;
+        let id = client.create(|tx| visit_in(tx, d, &user, &grid)).await?;
+        client.wait_synced(id, wait).await?;
+        devices.push((client, id));
+    }
+    let watcher = Arc::new(connected(server, &format!("{prefix}-watcher"), "secretary").await?);
+    for (_, id) in &devices {
+        watcher.fetch(*id, wait).await?;
+    }
+    let mut events = watcher.subscribe();
+    let expected = args.devices * args.changes;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let collector = {
+        let watcher = watcher.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(expected);
+            let mut last: HashMap<DocumentId, i64> = HashMap::new();
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = &mut stopped => break,
+                };
+                match event {
+                    Ok(ClientEvent::DocumentChanged {
+                        id,
+                        origin: Origin::Remote,
+                        ..
+                    }) => {
+                        let now = now_ms();
+                        let ticks = watcher
+                            .read(id, |d| match d.get(ROOT, "tick") {
+                                Ok(Some((v, _))) => v.as_i64().unwrap_or(0),
+                                _ => 0,
+                            })
+                            .unwrap_or(0);
+                        // One event may bring several edits; each edit stores its own time in
+                        // `tick`, so the latest is the one measured, the others count as seen.
+                        let seen = last.entry(id).or_insert(0);
+                        if ticks > *seen {
+                            *seen = ticks;
+                            latencies.push(now - ticks);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+            latencies
+        })
+    };
+    let (server_cpu, bench_cpu) = (server.cpu_seconds(), server::cpu_seconds("/proc/self/stat"));
+    let start = Instant::now();
+    let mut uploads = Vec::new();
+    for (client, id) in devices {
+        let changes = args.changes;
+        uploads.push(tokio::spawn(async move {
+            for _ in 0..changes {
+                let stamp = now_ms();
+                client.change(id, |tx| tx.put(ROOT, "tick", stamp)).await?;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            client.wait_up_to_date(Duration::from_secs(600)).await?;
+            anyhow::Ok((client, id))
+        }));
+    }
+    let mut finished = Vec::new();
+    for upload in uploads {
+        finished.push(upload.await??);
+    }
+    let elapsed = seconds(start);
+    let server_cpu = server.cpu_seconds() - server_cpu;
+    let bench_cpu = server::cpu_seconds("/proc/self/stat") - bench_cpu;
+    // Every device's last edit has reached the subscriber: then stop measuring.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = finished.iter().all(|(client, id)| {
+            let tick = |c: &Client| {
+                c.read(*id, |d| match d.get(ROOT, "tick") {
+                    Ok(Some((v, _))) => v.as_i64().unwrap_or(0),
+                    _ => 0,
+                })
+                .unwrap_or(-1)
+            };
+            tick(client) == tick(&watcher)
+        });
+        if all {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the subscriber did not see every change"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop.send(());
+    report.figure(label, "devices", args.devices as f64, "");
+    report.figure(
+        label,
+        "accepted changes per second",
+        expected as f64 / elapsed,
+        "1/s",
+    );
+    let mut latencies = collector.await?;
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    report.figure(
+        label,
+        "edits measured at the subscriber",
+        latencies.len() as f64,
+        "",
+    );
+    report.figure(label, "p50 edit to arrival", pick(0.50) as f64, "ms");
+    report.figure(label, "p99 edit to arrival", pick(0.99) as f64, "ms");
+    // The devices run in this process on the same cores: what the server itself spends per
+    // change says what it could take with the cores to itself.
+    report.figure(
+        label,
+        "server CPU per accepted change",
+        server_cpu * 1e3 / expected as f64,
+        "ms",
+    );
+    report.figure(
+        label,
+        "devices' CPU (this process) per change",
+        bench_cpu * 1e3 / expected as f64,
+        "ms",
+    );
+
+    Ok(finished)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -331,142 +489,8 @@ async fn main() -> anyhow::Result<()> {
     );
     report.figure("W3", "bytes (both devices, both ways)", bytes as f64, "B");
 
-    // W4: D devices, each in its own grid uploading a handful of changes at once, watched by
-    // one subscriber of the whole community.
-    let mut devices = Vec::with_capacity(args.devices);
-    for d in 0..args.devices {
-        let user = format!("field-{d}");
-        let grid = server.grid(&format!("grid-{d}")).await?;
-        let token = server.person_in(&user, "grid_worker", &grid).await?;
-        let client = Client::in_memory(ClientConfig::default()).await?;
-        client.connect(&server.ws_url(), &token).await?;
-        let id = client.create(|tx| visit_in(tx, d, &user, &grid)).await?;
-        client.wait_synced(id, wait).await?;
-        devices.push((client, id));
-    }
-    let watcher = Arc::new(connected(&server, "watcher", "secretary").await?);
-    for (_, id) in &devices {
-        watcher.fetch(*id, wait).await?;
-    }
-    let mut events = watcher.subscribe();
-    let expected = args.devices * args.changes;
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let collector = {
-        let watcher = watcher.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(expected);
-            let mut last: HashMap<DocumentId, i64> = HashMap::new();
-            loop {
-                let event = tokio::select! {
-                    event = events.recv() => event,
-                    _ = &mut stopped => break,
-                };
-                match event {
-                    Ok(ClientEvent::DocumentChanged {
-                        id,
-                        origin: Origin::Remote,
-                        ..
-                    }) => {
-                        let now = now_ms();
-                        let ticks = watcher
-                            .read(id, |d| match d.get(ROOT, "tick") {
-                                Ok(Some((v, _))) => v.as_i64().unwrap_or(0),
-                                _ => 0,
-                            })
-                            .unwrap_or(0);
-                        // One event may bring several edits; each edit stores its own time in
-                        // `tick`, so the latest is the one measured, the others count as seen.
-                        let seen = last.entry(id).or_insert(0);
-                        if ticks > *seen {
-                            *seen = ticks;
-                            latencies.push(now - ticks);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => break,
-                }
-            }
-            latencies
-        })
-    };
-    let (server_cpu, bench_cpu) = (server.cpu_seconds(), server::cpu_seconds("/proc/self/stat"));
-    let start = Instant::now();
-    let mut uploads = Vec::new();
-    for (client, id) in devices {
-        let changes = args.changes;
-        uploads.push(tokio::spawn(async move {
-            for _ in 0..changes {
-                let stamp = now_ms();
-                client.change(id, |tx| tx.put(ROOT, "tick", stamp)).await?;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            client.wait_up_to_date(Duration::from_secs(600)).await?;
-            anyhow::Ok((client, id))
-        }));
-    }
-    let mut finished = Vec::new();
-    for upload in uploads {
-        finished.push(upload.await??);
-    }
-    let elapsed = seconds(start);
-    let server_cpu = server.cpu_seconds() - server_cpu;
-    let bench_cpu = server::cpu_seconds("/proc/self/stat") - bench_cpu;
-    // Every device's last edit has reached the subscriber: then stop measuring.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let all = finished.iter().all(|(client, id)| {
-            let tick = |c: &Client| {
-                c.read(*id, |d| match d.get(ROOT, "tick") {
-                    Ok(Some((v, _))) => v.as_i64().unwrap_or(0),
-                    _ => 0,
-                })
-                .unwrap_or(-1)
-            };
-            tick(client) == tick(&watcher)
-        });
-        if all {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the subscriber did not see every change"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let _ = stop.send(());
-    report.figure("W4", "devices", args.devices as f64, "");
-    report.figure(
-        "W4",
-        "accepted changes per second",
-        expected as f64 / elapsed,
-        "1/s",
-    );
-    let mut latencies = collector.await?;
-    latencies.sort_unstable();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    report.figure(
-        "W4",
-        "edits measured at the subscriber",
-        latencies.len() as f64,
-        "",
-    );
-    report.figure("W4", "p50 edit to arrival", pick(0.50) as f64, "ms");
-    report.figure("W4", "p99 edit to arrival", pick(0.99) as f64, "ms");
-    // The devices run in this process on the same cores: what the server itself spends per
-    // change says what it could take with the cores to itself.
-    report.figure(
-        "W4",
-        "server CPU per accepted change",
-        server_cpu * 1e3 / expected as f64,
-        "ms",
-    );
-    report.figure(
-        "W4",
-        "devices' CPU (this process) per change",
-        bench_cpu * 1e3 / expected as f64,
-        "ms",
-    );
+    // W4 on one node.
+    let finished = w4(&server, &args, &mut report, "W4", "field").await?;
 
     // W5: the server's memory after all of the above.
     report.memory(
@@ -519,6 +543,15 @@ async fn main() -> anyhow::Result<()> {
             "server peak RSS after touching them",
             "server RSS after touching them",
         );
+    }
+
+    // W4 again on 2, 3, … nodes sharing the database (fresh devices each time).
+    let mut server = server;
+    for nodes in 2..=args.w4_nodes {
+        server.add_node().await?;
+        let label = format!("W4 ({nodes} nodes)");
+        let devices = w4(&server, &args, &mut report, &label, &format!("n{nodes}")).await?;
+        drop(devices);
     }
 
     // W2 for comparison: the same pull by ID, document by document.

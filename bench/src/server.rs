@@ -14,7 +14,8 @@ use sqlx::Connection;
 pub const AREA: &str = "/city/street-1/community-1";
 const SECRET: &str = "lianxin-bench-secret-not-for-production";
 
-/// A running server process.
+/// A running server process, and the further nodes on the same database that
+/// [`Server::add_node`] started (Postgres only).
 pub struct Server {
     child: Child,
     pub port: u16,
@@ -22,6 +23,10 @@ pub struct Server {
     data_dir: PathBuf,
     http: reqwest::Client,
     admin_token: String,
+    exe: PathBuf,
+    url: String,
+    /// Further nodes: process and port.
+    extra: Vec<(Child, u16)>,
 }
 
 impl Server {
@@ -90,34 +95,7 @@ impl Server {
             "user", "add", "--id", "admin", "--name", "admin", "--role", "admin", "--area", "/city",
         ])?;
         cli(&["device", "add", "--id", "admin-desk", "--user", "admin"])?;
-        // `LIANXIN_BENCH_WRAP` runs the server under a profiler, e.g.
-        // `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
-        let wrap = std::env::var("LIANXIN_BENCH_WRAP").unwrap_or_default();
-        let mut words = wrap.split_whitespace();
-        let mut command = match words.next() {
-            Some(program) => {
-                let mut command = Command::new(program);
-                command.args(words).arg(&exe);
-                command
-            }
-            None => Command::new(&exe),
-        };
-        command
-            .args(["--database-url", &url, "--data-dir"])
-            .arg(&data_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .env("LIANXIN_AUTH__HS256_SECRET", SECRET)
-            .env("LIANXIN_LIMITS__MAX_CONNECTIONS", "30000")
-            .env(
-                "LIANXIN_DATABASE__MAX_CONNECTIONS",
-                std::env::var("LIANXIN_BENCH_POOL").unwrap_or_else(|_| "16".into()),
-            )
-            .stdout(Stdio::null());
-        if let Some(cap) = max_docs_in_memory {
-            command.env("LIANXIN_LIMITS__MAX_DOCUMENTS_IN_MEMORY", cap.to_string());
-        }
-        let child = command.spawn()?;
+        let child = node_command(&exe, &url, &data_dir, port, max_docs_in_memory).spawn()?;
         let mut server = Self {
             child,
             port,
@@ -125,21 +103,52 @@ impl Server {
             data_dir,
             http: reqwest::Client::new(),
             admin_token: String::new(),
+            exe,
+            url,
+            extra: Vec::new(),
         };
         server.admin_token = server.token("admin", "admin-desk", "admin", "/city");
+        server.wait_ready(port).await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&self, port: u16) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(r) = server.http.get(server.url("/readyz")).send().await
+            if let Ok(r) = self
+                .http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
                 && r.status().is_success()
             {
-                break;
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the server did not become ready");
+                bail!("the server on port {port} did not become ready");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(server)
+    }
+
+    /// Starts one more node on the same (Postgres) database and waits until it is ready.
+    pub async fn add_node(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.backend == "postgres", "several nodes need Postgres");
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.local_addr()?.port()
+        };
+        let child = node_command(&self.exe, &self.url, &self.data_dir, port, None).spawn()?;
+        self.extra.push((child, port));
+        self.wait_ready(port).await
+    }
+
+    /// The sync URL of every node, the first one first.
+    pub fn ws_urls(&self) -> Vec<String> {
+        std::iter::once(self.port)
+            .chain(self.extra.iter().map(|(_, port)| *port))
+            .map(|port| format!("ws://127.0.0.1:{port}/v1/sync"))
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -213,9 +222,12 @@ impl Server {
         Ok(self.token(user, &device, role, area))
     }
 
-    /// CPU seconds (user and system) the server process has used so far.
+    /// CPU seconds (user and system) the server processes (every node) have used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+        std::iter::once(&self.child)
+            .chain(self.extra.iter().map(|(child, _)| child))
+            .map(|child| cpu_seconds(&format!("/proc/{}/stat", child.id())))
+            .sum()
     }
 
     /// The server process's peak resident memory (VmHWM) and current (VmRSS), in KiB.
@@ -236,6 +248,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        for (child, _) in &mut self.extra {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         // SIGTERM first, so the server (or a profiler around it) shuts down cleanly.
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -251,6 +267,45 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// The command of one server process on `url`, listening on `port`. `LIANXIN_BENCH_WRAP` runs
+/// it under a profiler, e.g. `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
+fn node_command(
+    exe: &PathBuf,
+    url: &str,
+    data_dir: &PathBuf,
+    port: u16,
+    max_docs_in_memory: Option<u64>,
+) -> Command {
+    let wrap = std::env::var("LIANXIN_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    command
+        .args(["--database-url", url, "--data-dir"])
+        .arg(data_dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .env("LIANXIN_AUTH__HS256_SECRET", SECRET)
+        .env("LIANXIN_LIMITS__MAX_CONNECTIONS", "30000")
+        .env("LIANXIN_CLUSTER__DRAIN_GRACE_SECS", "0")
+        .env("LIANXIN_CLUSTER__DRAIN_SECS", "0")
+        .env(
+            "LIANXIN_DATABASE__MAX_CONNECTIONS",
+            std::env::var("LIANXIN_BENCH_POOL").unwrap_or_else(|_| "16".into()),
+        )
+        .stdout(Stdio::null());
+    if let Some(cap) = max_docs_in_memory {
+        command.env("LIANXIN_LIMITS__MAX_DOCUMENTS_IN_MEMORY", cap.to_string());
+    }
+    command
 }
 
 /// CPU seconds (user and system) of the process whose `stat` file is `path`; 0 if unreadable.

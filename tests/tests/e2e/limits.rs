@@ -114,13 +114,8 @@ async fn two_server_processes_share_one_postgres() {
     .unwrap();
     b.wait_synced(id, WAIT).await.unwrap();
 
-    // Server one's copy is stale; when A's next change is appended it sees the sequence jump,
-    // takes in what server two stored, and A receives it.
-    a.change(id, |tx| {
-        tx.put(ROOT, "note_a", "from server one").map(|_| ())
-    })
-    .await
-    .unwrap();
+    // Server one hears of server two's append (its announcement) and syncs it to A, who has
+    // the document open there, without A doing anything.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let seen = a
@@ -135,6 +130,19 @@ async fn two_server_processes_share_one_postgres() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    a.change(id, |tx| {
+        tx.put(ROOT, "note_a", "from server one").map(|_| ())
+    })
+    .await
+    .unwrap();
+    a.wait_synced(id, WAIT).await.unwrap();
+    lianxin_tests::until(WAIT, || async {
+        b.read(id, |doc| doc.get(ROOT, "note_a").unwrap().is_some())
+            .unwrap()
+            .then_some(())
+            .ok_or_else(|| "B never saw A's change".to_owned())
+    })
+    .await;
     let stored = one.state.store.load(&id).await.unwrap().unwrap();
     assert_eq!(stored.last_seq, 3, "three appends, densely numbered");
     one.stop().await;
