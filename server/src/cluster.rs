@@ -12,6 +12,9 @@
 //!   which runs a catch-up pass from its cursor (`crate::area_sync`);
 //! - wakes the changes feed's long polls.
 //!
+//! Revocations travel the same way (channel `lianxin_revocations`): every node cuts the open
+//! connections of a revoked user or device, not only the node that handled the request.
+//!
 //! Announcements are lost when the listening connection is (a database restart, a network
 //! cut). The listener therefore keeps a catch-up point: a transaction horizon taken on the
 //! listening connection at least [`SETTLE`] ago, while it stayed connected. After every
@@ -37,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::DocHub;
 use crate::metrics::Metrics;
-use crate::storage::{Heard, Store};
+use crate::storage::{Heard, Revoked, Store};
 
 /// How long a horizon must have been followed by an unbroken connection before it becomes the
 /// catch-up point: by then every announcement of a transaction before it has been read.
@@ -118,6 +121,8 @@ pub struct Listener {
     pub metrics: Arc<Metrics>,
     /// Woken for the changes feed's waiters.
     pub changes: Arc<tokio::sync::Notify>,
+    /// This node's open connections, cut when another node revokes their user or device.
+    pub live: crate::live::LiveConnections,
     pub shutdown: CancellationToken,
 }
 
@@ -197,6 +202,15 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
                     ctx.hub.announced(doc);
                 }
                 ctx.changes.notify_waiters();
+            }
+            Ok(Ok(Heard::Revocation(revoked))) => {
+                let cut = match &revoked {
+                    Revoked::User(id) => ctx.live.revoke_user(id),
+                    Revoked::Device(id) => ctx.live.revoke_device(id),
+                };
+                if cut > 0 {
+                    tracing::info!(?revoked, connections_cut = cut, "revoked on another node");
+                }
             }
             Ok(Ok(Heard::Unreadable(bad))) => tracing::warn!(%bad, "skipping an announcement"),
             Ok(Err(e)) => return Ok(Stop::Lost(e.to_string())),

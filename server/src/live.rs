@@ -1,9 +1,8 @@
 //! The connections open in this process, by user and device, so that revoking a user or a
 //! device cuts their open connections at once rather than at their next reconnect.
 //!
-//! Only this process's connections are known here; other server processes on the same
-//! database refuse the revoked device at its next connection (revocation is not announced
-//! across nodes yet).
+//! Only this process's connections are known here; a revocation is announced to the other
+//! nodes on the same Postgres (`crate::cluster`), and each cuts its own.
 //!
 //! Draining (SIGTERM) closes every connection through here too, spread over a period, so the
 //! devices reconnect to other nodes gradually.

@@ -85,7 +85,9 @@ impl Application {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });
+        let live = crate::live::LiveConnections::default();
         tracker.spawn(crate::cluster::run_listener(crate::cluster::Listener {
+            live: live.clone(),
             store: store.clone(),
             hub: hub.clone(),
             node: node.clone(),
@@ -101,7 +103,7 @@ impl Application {
             store,
             auth: Arc::new(auth),
             hub,
-            live: Default::default(),
+            live,
             metrics,
             server_peer,
             storage_id,

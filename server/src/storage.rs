@@ -142,6 +142,13 @@ pub enum ChunksAfter {
     Compacted,
 }
 
+/// A revocation, as announced to every node so each cuts the open connections it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    User(String),
+    Device(String),
+}
+
 /// A document that changed, as the change announcements (and their catch-up) name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangedDocument {

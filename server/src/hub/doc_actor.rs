@@ -255,16 +255,7 @@ impl DocActor {
                 }
             }
             DocCommand::Detach { conn } => self.detach(conn).await,
-            DocCommand::Refresh { seq } => {
-                let behind = self.loaded.as_ref().is_some_and(|l| l.last_seq < seq);
-                if behind {
-                    match self.refresh().await {
-                        Ok(true) => self.tell_of_refresh(),
-                        Ok(false) => {}
-                        Err(refusal) => tracing::warn!(%refusal, "catching up failed"),
-                    }
-                }
-            }
+            DocCommand::Refresh { seq } => self.on_announced(seq).await,
             DocCommand::Unload => {
                 if self.loaded.is_some() {
                     self.ctx.metrics.documents_unloaded.inc();
@@ -314,6 +305,28 @@ impl DocActor {
             self.tell_of_refresh();
         }
         result
+    }
+
+    /// Another process stored the document up to `seq`: take it in and tell the sessions and
+    /// watchers here. A document unloaded to save memory is loaded again (fresh from the
+    /// store) only if some session here needs to hear; otherwise watchers are told directly.
+    async fn on_announced(&mut self, seq: i64) {
+        match &self.loaded {
+            Some(loaded) if loaded.last_seq >= seq => {}
+            Some(_) => match self.refresh().await {
+                Ok(true) => self.tell_of_refresh(),
+                Ok(false) => {}
+                Err(refusal) => tracing::warn!(%refusal, "catching up failed"),
+            },
+            None if self.sessions.is_empty() => self.tell_watchers(),
+            None => match self.ensure_loaded().await {
+                Ok(()) => {
+                    self.hub.resident(&self.id, self.generation);
+                    self.tell_of_refresh();
+                }
+                Err(refusal) => tracing::warn!(%refusal, "catching up failed"),
+            },
+        }
     }
 
     /// Takes in the chunks other processes stored since the document was loaded (the whole

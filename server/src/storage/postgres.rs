@@ -9,10 +9,13 @@
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 
-use super::{ChangedDocument, PoolConfig, StorageError};
+use super::{ChangedDocument, PoolConfig, Revoked, StorageError};
 
 /// The channel of change announcements.
 pub const CHANNEL: &str = "lianxin_changes";
+
+/// The channel of revocations: `lianxin/1 <instance>` then `user <id>` or `device <id>`.
+pub const REVOCATIONS: &str = "lianxin_revocations";
 
 /// First word of every payload: the format version.
 const PAYLOAD_VERSION: &str = "lianxin/1";
@@ -57,10 +60,24 @@ impl PgStore {
         Ok(())
     }
 
+    /// Announces a revocation to every node.
+    pub(super) async fn announce_revocation(&self, revoked: &Revoked) -> Result<(), StorageError> {
+        let line = match revoked {
+            Revoked::User(id) => format!("user {id}"),
+            Revoked::Device(id) => format!("device {id}"),
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(REVOCATIONS)
+            .bind(format!("{PAYLOAD_VERSION} {}\n{line}", self.instance))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Starts listening for announcements on a connection of its own.
     pub(super) async fn listen(&self) -> Result<ChangeListener, StorageError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, REVOCATIONS]).await?;
         let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut listener)
             .await?;
@@ -141,6 +158,19 @@ impl std::str::FromStr for Announcement {
     }
 }
 
+/// Reads a revocation payload.
+fn parse_revocation(payload: &str) -> Option<Revoked> {
+    let (header, line) = payload.split_once('\n')?;
+    if header.split(' ').next() != Some(PAYLOAD_VERSION) {
+        return None;
+    }
+    match line.split_once(' ')? {
+        ("user", id) => Some(Revoked::User(id.to_owned())),
+        ("device", id) => Some(Revoked::Device(id.to_owned())),
+        _ => None,
+    }
+}
+
 /// A connection listening for change announcements.
 #[derive(Debug)]
 pub struct ChangeListener {
@@ -154,6 +184,8 @@ pub struct ChangeListener {
 #[derive(Debug)]
 pub enum Heard {
     Announcement(Announcement),
+    /// A user or device was revoked (by any node, this one included).
+    Revocation(Revoked),
     /// A notification on the channel that this version cannot read (logged, skipped).
     Unreadable(BadPayload),
 }
@@ -163,6 +195,12 @@ impl ChangeListener {
     /// been missed, so drop this listener, make a new one and catch up from the database.
     pub async fn recv(&mut self) -> Result<Heard, StorageError> {
         match self.listener.try_recv().await? {
+            Some(notification) if notification.channel() == REVOCATIONS => {
+                Ok(match parse_revocation(notification.payload()) {
+                    Some(revoked) => Heard::Revocation(revoked),
+                    None => Heard::Unreadable(BadPayload(notification.payload().to_owned())),
+                })
+            }
             Some(notification) => Ok(match notification.payload().parse() {
                 Ok(announcement) => Heard::Announcement(announcement),
                 Err(bad) => Heard::Unreadable(bad),

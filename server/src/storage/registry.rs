@@ -294,13 +294,31 @@ impl Store {
         super::dispatch!(self, s => s.get_device(id).await)
     }
 
-    /// Revokes a user (all their devices with them). Returns whether the user existed.
+    /// Revokes a user (all their devices with them). Returns whether the user existed. On
+    /// Postgres the revocation is announced, so every node cuts the user's open connections.
     pub async fn revoke_user(&self, id: &str) -> Result<bool, StorageError> {
-        super::dispatch!(self, s => s.revoke(true, id).await)
+        let existed = super::dispatch!(self, s => s.revoke(true, id).await)?;
+        if existed {
+            self.announce_revocation(&super::Revoked::User(id.to_owned()))
+                .await?;
+        }
+        Ok(existed)
     }
 
-    /// Revokes a device. Returns whether it existed.
+    /// Revokes a device. Returns whether it existed (announced like [`Store::revoke_user`]).
     pub async fn revoke_device(&self, id: &str) -> Result<bool, StorageError> {
-        super::dispatch!(self, s => s.revoke(false, id).await)
+        let existed = super::dispatch!(self, s => s.revoke(false, id).await)?;
+        if existed {
+            self.announce_revocation(&super::Revoked::Device(id.to_owned()))
+                .await?;
+        }
+        Ok(existed)
+    }
+
+    async fn announce_revocation(&self, revoked: &super::Revoked) -> Result<(), StorageError> {
+        match self {
+            Store::Postgres(s) => s.announce_revocation(revoked).await,
+            Store::Sqlite(_) => Ok(()),
+        }
     }
 }

@@ -485,3 +485,44 @@ async fn sigterm_drains_a_node_and_its_devices_move_to_another() {
         "every device is on node 1 now"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cuts_the_device_on_every_node() {
+    let cluster = Cluster::start(NODE, 2, true).await;
+    let token = cluster
+        .token_as("zhao", "zhao-phone", "secretary", GRID)
+        .await;
+    let phones: Vec<Client> = futures_util::future::join_all(
+        (0..2).map(|_| async { Client::in_memory(ClientConfig::default()).await.unwrap() }),
+    )
+    .await;
+    let mut events = Vec::new();
+    for (i, phone) in phones.iter().enumerate() {
+        events.push(phone.subscribe());
+        phone.connect(&cluster.ws_url(i), &token).await.unwrap();
+    }
+    // Revoked from outside both nodes (as `lianxin-server device revoke` would).
+    assert!(cluster.store.revoke_device("zhao-phone").await.unwrap());
+    // Both connections are cut at once, and both reconnects are refused.
+    for (i, events) in events.iter_mut().enumerate() {
+        let reason = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(lianxin_client::ClientEvent::TokenRejected { reason }) =
+                    events.recv().await
+                {
+                    break reason;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the phone on node {i} was not cut"));
+        assert!(reason.contains("revoked"), "{reason}");
+    }
+    for i in 0..2 {
+        assert_eq!(
+            cluster.metric(i, "lianxin_connections_open").await,
+            0.0,
+            "node {i}"
+        );
+    }
+}
