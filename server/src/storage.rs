@@ -588,31 +588,26 @@ macro_rules! store_impl {
                 doc: &lianxin_protocol::DocumentId,
                 seq: i64,
             ) -> Result<super::ChunksAfter, super::StorageError> {
-                let id = doc.to_string();
-                let mut tx = self.pool.begin().await?;
-                // As in `load`: the snapshot position and the chunks from one state.
-                let snapshot_read: Option<&'static str> = $snapshot_read;
-                if let Some(statement) = snapshot_read {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                let snapshot_seq: Option<i64> =
-                    sqlx::query_scalar("SELECT snapshot_seq FROM documents WHERE id = $1")
-                        .bind(&id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if snapshot_seq.is_some_and(|s| s > seq) {
+                // One statement, so one snapshot: the snapshot position and the chunks agree
+                // even if a compaction commits meanwhile. (Called for every change another
+                // node announces, so one round trip matters.)
+                let rows: Vec<(i64, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT d.snapshot_seq, c.seq, c.data FROM documents d \
+                     LEFT JOIN document_changes c ON c.document_id = d.id AND c.seq > $2 \
+                     WHERE d.id = $1 ORDER BY c.seq",
+                )
+                .bind(doc.to_string())
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+                if rows.first().is_some_and(|(snapshot_seq, _, _)| *snapshot_seq > seq) {
                     return Ok(super::ChunksAfter::Compacted);
                 }
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                    "SELECT seq, data FROM document_changes \
-                     WHERE document_id = $1 AND seq > $2 ORDER BY seq",
-                )
-                .bind(&id)
-                .bind(seq)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(super::ChunksAfter::Chunks(rows))
+                Ok(super::ChunksAfter::Chunks(
+                    rows.into_iter()
+                        .filter_map(|(_, seq, data)| Some((seq?, data?)))
+                        .collect(),
+                ))
             }
 
             #[tracing::instrument(skip_all, fields(doc_id = %doc, up_to_seq), err)]
