@@ -17,7 +17,7 @@
 //!
 //! Announcements are lost when the listening connection is (a database restart, a network
 //! cut). The listener therefore keeps a catch-up point: a transaction horizon taken on the
-//! listening connection at least [`SETTLE`] ago, while it stayed connected. After every
+//! listening connection at least `SETTLE` (10 s) ago, while it stayed connected. After every
 //! reconnect it first lists the documents changed since that point ([`Store::changed_since`])
 //! and handles them as if announced. A device never depends on an announcement for
 //! correctness anyway (it syncs everything on reconnect); announcements make it prompt.

@@ -77,6 +77,9 @@ impl PgStore {
     /// Starts listening for announcements on a connection of its own.
     pub(super) async fn listen(&self) -> Result<ChangeListener, StorageError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
+        // A lost connection must be reported at once (the caller catches up and makes a new
+        // listener), not repaired silently inside the next receive.
+        listener.eager_reconnect(false);
         listener.listen_all([CHANNEL, REVOCATIONS]).await?;
         let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut listener)

@@ -423,12 +423,17 @@ async fn nodes_recover_by_themselves_when_the_database_restarts() {
     })
     .await;
     converged(&cluster, &[&a, &b], &[(doc, keys.clone())]).await;
-    for i in 0..2 {
-        assert!(
-            cluster.metric(i, "lianxin_listener_reconnects_total").await >= 1.0,
-            "node {i} did not notice that it had lost the database"
-        );
-    }
+    until(WAIT, || async {
+        for i in 0..2 {
+            if cluster.metric(i, "lianxin_listener_reconnects_total").await < 1.0 {
+                return Err(format!(
+                    "node {i} did not notice that it had lost the database"
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
     // And changes travel between the nodes again.
     b.change(doc, |tx| tx.put(automerge::ROOT, "after", 1).map(|_| ()))
         .await
