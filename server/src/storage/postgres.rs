@@ -284,4 +284,24 @@ mod tests {
             assert!(bad.parse::<Announcement>().is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn revocations_name_a_user_or_a_device() {
+        assert_eq!(
+            parse_revocation("lianxin/1 abc\nuser li si"),
+            Some(Revoked::User("li si".into()))
+        );
+        assert_eq!(
+            parse_revocation("lianxin/1 abc\ndevice wang-phone"),
+            Some(Revoked::Device("wang-phone".into()))
+        );
+        for bad in [
+            "",
+            "lianxin/1 abc",
+            "lianxin/2 abc\nuser li",
+            "lianxin/1 abc\narea /x",
+        ] {
+            assert_eq!(parse_revocation(bad), None, "{bad:?}");
+        }
+    }
 }
