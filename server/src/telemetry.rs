@@ -15,25 +15,48 @@ use crate::settings::LogFormat;
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(format: LogFormat, node: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `init` also forwards the `log` crate's records, as the builder's own `init` did.
+    tracing_subscriber::util::SubscriberInitExt::init(subscriber(
+        format,
+        node,
+        filter,
+        std::io::stderr,
+    ));
+}
+
+/// The subscriber `init` installs, writing to `writer`.
+fn subscriber<W>(
+    format: LogFormat,
+    node: &str,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
-        LogFormat::Json => builder
-            .event_format(WithNode {
-                inner: tracing_subscriber::fmt::format().json(),
-                node: serde_json::to_string(node).unwrap_or_default(),
-                json: true,
-            })
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .init(),
-        LogFormat::Text => builder
-            .event_format(WithNode {
-                inner: tracing_subscriber::fmt::format(),
-                node: node.to_owned(),
-                json: false,
-            })
-            .init(),
+        LogFormat::Json => Box::new(
+            builder
+                .event_format(WithNode {
+                    inner: tracing_subscriber::fmt::format().json(),
+                    node: serde_json::to_string(node).unwrap_or_default(),
+                    json: true,
+                })
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(
+            builder
+                .event_format(WithNode {
+                    inner: tracing_subscriber::fmt::format(),
+                    node: node.to_owned(),
+                    json: false,
+                })
+                .finish(),
+        ),
     }
 }
 
@@ -68,5 +91,50 @@ where
             Some(rest) => write!(writer, "{{\"node\":{},{rest}", self.node),
             None => writer.write_str(&line),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(format: LogFormat) -> String {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = subscriber(format, "lianxin-2", EnvFilter::new("info"), move || {
+            writer.clone()
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(doc = "abc", "merged");
+        });
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn every_line_names_the_node() {
+        let text = logged(LogFormat::Text);
+        assert!(text.starts_with("node=lianxin-2 "), "{text}");
+        assert!(text.contains("merged"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(logged(LogFormat::Json).trim()).unwrap();
+        assert_eq!(json["node"], "lianxin-2");
+        assert_eq!(json["fields"]["message"], "merged");
+        assert_eq!(json["fields"]["doc"], "abc");
     }
 }
