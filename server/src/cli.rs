@@ -157,12 +157,7 @@ pub async fn run() -> anyhow::Result<()> {
     {
         settings.listen = *listen;
     }
-    let node_id = settings
-        .cluster
-        .node_id
-        .clone()
-        .unwrap_or_else(|| crate::cluster::default_node_id(settings.listen.port()));
-    telemetry::init(settings.log_format, &node_id);
+    telemetry::init(settings.log_format, &settings.node_id());
     match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {

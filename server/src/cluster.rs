@@ -16,19 +16,23 @@
 //! connections of a revoked user or device, not only the node that handled the request.
 //!
 //! Announcements are lost when the listening connection is (a database restart, a network
-//! cut). The listener therefore keeps a catch-up point: a transaction horizon taken on the
-//! listening connection at least `SETTLE` (10 s) ago, while it stayed connected. After every
-//! reconnect it first lists the documents changed since that point ([`Store::changed_since`])
-//! and handles them as if announced. A device never depends on an announcement for
-//! correctness anyway (it syncs everything on reconnect); announcements make it prompt.
+//! cut). The listener therefore keeps a catch-up point: a transaction horizon from before
+//! anything it may have missed. It starts at a horizon taken before the node serves; after each
+//! (re)connection it is the horizon taken right after `LISTEN` (the catch-up read comes later,
+//! so it covers everything before); while connected it moves to horizons sampled on the
+//! listening connection once they are `SETTLE` (10 s) old. After every reconnect the listener
+//! first lists the documents changed since that point ([`Store::changed_since`]) and handles
+//! them as if announced, and cuts open connections of users and devices revoked meanwhile. A
+//! device never depends on an announcement for correctness anyway (it syncs everything on
+//! reconnect); announcements make it prompt.
 //!
 //! What keeps two nodes from merging one document inconsistently is not here but in the
 //! append: each append names the `last_seq` it was vetted against and the database refuses a
 //! stale one (`storage::SeqConflict`), so a document's changes are serialized in the database.
 //!
 //! [`Node`] is this process's identity and state for the load balancer: its ID (in every log
-//! line and in `lianxin_node_info`), whether it hears announcements, and whether it is
-//! draining; `/readyz` answers 503 when it is draining, when it does not hear announcements,
+//! line, in `lianxin_node_info` and as the `application_name` of its database connections),
+//! whether it hears announcements, and whether it is draining; `/readyz` answers 503 when it is draining, when it does not hear announcements,
 //! or when the database does not answer.
 
 use std::collections::VecDeque;
@@ -129,7 +133,8 @@ pub struct Listener {
 /// Hears other processes' announcements until shutdown, reconnecting and catching up after
 /// every loss. Returns at once on SQLite.
 pub async fn run_listener(ctx: Listener) {
-    let mut caught_up_to: Option<i64> = None;
+    // Taken before the first connection listens: documents loaded before then are covered.
+    let mut caught_up_to: Option<i64> = ctx.store.area_horizon().await.ok();
     while !ctx.shutdown.is_cancelled() {
         match listen_once(&ctx, &mut caught_up_to).await {
             Ok(Stop::Shutdown) | Ok(Stop::NotPostgres) => return,
@@ -179,6 +184,7 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
             ctx.hub.announced(doc);
         }
         ctx.changes.notify_waiters();
+        cut_revoked(ctx).await.map_err(|e| e.to_string())?;
     }
     *caught_up_to = Some(start);
     ctx.node.set_listening(true);
@@ -187,13 +193,19 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
     let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
     let mut next_check = Instant::now() + CHECK_EVERY;
     loop {
+        // Checked even while announcements keep coming (a receive that always has something
+        // would never time out).
         let wait = next_check.saturating_duration_since(Instant::now());
-        let heard = tokio::select! {
-            heard = tokio::time::timeout(wait, listener.recv()) => heard,
-            _ = ctx.shutdown.cancelled() => return Ok(Stop::Shutdown),
+        let heard = if wait.is_zero() {
+            None
+        } else {
+            tokio::select! {
+                heard = tokio::time::timeout(wait, listener.recv()) => heard.ok(),
+                _ = ctx.shutdown.cancelled() => return Ok(Stop::Shutdown),
+            }
         };
         match heard {
-            Ok(Ok(Heard::Announcement(announcement))) => {
+            Some(Ok(Heard::Announcement(announcement))) => {
                 if announcement.origin == ctx.store.instance() {
                     continue;
                 }
@@ -203,7 +215,7 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
                 }
                 ctx.changes.notify_waiters();
             }
-            Ok(Ok(Heard::Revocation(revoked))) => {
+            Some(Ok(Heard::Revocation(revoked))) => {
                 let cut = match &revoked {
                     Revoked::User(id) => ctx.live.revoke_user(id),
                     Revoked::Device(id) => ctx.live.revoke_device(id),
@@ -212,9 +224,9 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
                     tracing::info!(?revoked, connections_cut = cut, "revoked on another node");
                 }
             }
-            Ok(Ok(Heard::Unreadable(bad))) => tracing::warn!(%bad, "skipping an announcement"),
-            Ok(Err(e)) => return Ok(Stop::Lost(e.to_string())),
-            Err(_) => {
+            Some(Ok(Heard::Unreadable(bad))) => tracing::warn!(%bad, "skipping an announcement"),
+            Some(Err(e)) => return Ok(Stop::Lost(e.to_string())),
+            None => {
                 // Time to check the connection, and to move the catch-up point.
                 let horizon = match tokio::time::timeout(CHECK_TIMEOUT, listener.horizon()).await {
                     Ok(Ok(horizon)) => horizon,
@@ -234,4 +246,25 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
             }
         }
     }
+}
+
+/// Cuts this node's open connections of users and devices revoked while it was not listening
+/// (their announcements were lost with the connection).
+async fn cut_revoked(ctx: &Listener) -> Result<(), crate::storage::StorageError> {
+    let users = ctx.store.list_users("/").await?;
+    let devices = ctx.store.list_devices("/").await?;
+    let mut cut = 0;
+    for user in users.iter().filter(|u| u.revoked) {
+        cut += ctx.live.revoke_user(&user.id);
+    }
+    for device in devices.iter().filter(|d| d.revoked) {
+        cut += ctx.live.revoke_device(&device.id);
+    }
+    if cut > 0 {
+        tracing::info!(
+            connections_cut = cut,
+            "cut connections revoked while not listening"
+        );
+    }
+    Ok(())
 }

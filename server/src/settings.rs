@@ -271,6 +271,14 @@ impl Settings {
         figment.extract().map_err(|e| SettingsError(Box::new(e)))
     }
 
+    /// This node's ID: `cluster.node_id`, else the host name and the configured port.
+    pub fn node_id(&self) -> String {
+        self.cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| crate::cluster::default_node_id(self.listen.port()))
+    }
+
     /// The database URL in effect: the configured one, or the embedded SQLite file.
     pub fn effective_database_url(&self) -> SecretString {
         match &self.database_url {

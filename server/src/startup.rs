@@ -44,12 +44,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
 
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let node_id = settings
-            .cluster
-            .node_id
-            .clone()
-            .unwrap_or_else(|| crate::cluster::default_node_id(port));
+        let node_id = settings.node_id();
         let metrics = Arc::new(Metrics::for_node(&node_id));
         let node = Arc::new(crate::cluster::Node::new(
             node_id,
@@ -190,6 +185,7 @@ async fn drain(state: &AppState) {
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
     let url = settings.effective_database_url();
     let pool = PoolConfig {
+        application_name: Some(settings.node_id()),
         max_connections: settings.database.max_connections,
         acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
     };

@@ -49,6 +49,9 @@ pub enum StorageError {
 pub struct PoolConfig {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Shown by Postgres in `pg_stat_activity.application_name` (the node ID), so an operator
+    /// sees which node holds which connection.
+    pub application_name: Option<String>,
 }
 
 impl Default for PoolConfig {
@@ -56,6 +59,7 @@ impl Default for PoolConfig {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            application_name: None,
         }
     }
 }
@@ -119,7 +123,8 @@ pub struct AppendItem<'a> {
     /// The document's `last_seq` the chunk was vetted against (0: not stored yet). When the
     /// stored `last_seq` differs (another process appended in between), this item is not
     /// stored and comes back as [`SeqConflict`]: the caller catches up and vets again. `None`
-    /// appends unconditionally.
+    /// appends unconditionally. A document with no row at all is created whatever this says
+    /// (rows are never deleted, so only expected 0 meets a missing row).
     pub expected_seq: Option<i64>,
 }
 
@@ -574,13 +579,17 @@ macro_rules! store_impl {
                 .bind(horizon)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter()
-                    .map(|(id, seq, area)| {
-                        id.parse()
-                            .map(|id| super::ChangedDocument { id, seq, area })
-                            .map_err(|_| super::StorageError::BadDocumentId(id))
+                // One unreadable row must not keep the caller from catching up on the rest.
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id, seq, area)| match id.parse() {
+                        Ok(id) => Some(super::ChangedDocument { id, seq, area }),
+                        Err(_) => {
+                            tracing::warn!(id, "skipping a stored document with an invalid id");
+                            None
+                        }
                     })
-                    .collect()
+                    .collect())
             }
 
             pub(super) async fn chunks_after(

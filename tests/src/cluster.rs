@@ -65,6 +65,8 @@ pub struct Cluster {
     allow_untyped: bool,
     /// The `lianxin-node` executable (`env!("CARGO_BIN_EXE_lianxin-node")` in a test).
     bin: PathBuf,
+    /// Extra environment of every node (settings overrides).
+    env: Vec<(String, String)>,
     nodes: Vec<Option<NodeProcess>>,
     http: reqwest::Client,
 }
@@ -78,12 +80,25 @@ impl Cluster {
 
     /// Starts `n` nodes on `db` (a Postgres database).
     pub async fn start_on(bin: &str, db: TestDb, n: usize, allow_untyped: bool) -> Cluster {
+        Self::start_with(bin, db, n, allow_untyped, &[]).await
+    }
+
+    /// Starts `n` nodes on `db` with extra environment variables (settings overrides such as
+    /// `LIANXIN_CLUSTER__DRAIN_GRACE_SECS`).
+    pub async fn start_with(
+        bin: &str,
+        db: TestDb,
+        n: usize,
+        allow_untyped: bool,
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let secret = format!("cluster-test-{}", uuid::Uuid::new_v4().simple());
         let store = Store::connect(
             &SecretString::from(db.url.clone()),
             &PoolConfig {
                 max_connections: 4,
                 acquire_timeout: Duration::from_secs(5),
+                application_name: Some("lianxin-test".into()),
             },
         )
         .await
@@ -104,6 +119,10 @@ impl Cluster {
             secret,
             allow_untyped,
             bin: PathBuf::from(bin),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             nodes: Vec::new(),
             http: reqwest::Client::new(),
         };
@@ -141,6 +160,7 @@ impl Cluster {
                 "RUST_LOG",
                 std::env::var("LIANXIN_NODE_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("node log file"))
@@ -214,12 +234,22 @@ impl Cluster {
     /// Sends node `i` SIGTERM and waits for it to exit (it drains first); returns whether it
     /// exited cleanly.
     pub async fn terminate(&mut self, i: usize) -> bool {
+        self.signal_term(i);
+        self.wait_exit(i).await
+    }
+
+    /// Sends node `i` SIGTERM (it starts draining) and returns at once.
+    pub fn signal_term(&self, i: usize) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.node(i).child.id().to_string()])
+            .status();
+    }
+
+    /// Waits (up to 30 s) for node `i` to exit; returns whether it exited cleanly.
+    pub async fn wait_exit(&mut self, i: usize) -> bool {
         let Some(mut node) = self.nodes[i].take() else {
             return false;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &node.child.id().to_string()])
-            .status();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = node.child.try_wait() {
@@ -230,6 +260,24 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Cuts the connection on which node `i` listens for the other nodes' announcements
+    /// (`pg_terminate_backend`, as a network cut would); returns how many were cut.
+    pub async fn cut_listener(&self, i: usize) -> u64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.db.url)
+            .await
+            .expect("connect to the test database");
+        let cut: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND query LIKE '%pg_backend_pid()%'",
+        )
+        .bind(&self.node(i).id)
+        .fetch_all(&mut conn)
+        .await
+        .expect("terminate the listener");
+        cut.len() as u64
     }
 
     /// The log of node `i` so far.

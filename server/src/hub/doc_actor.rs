@@ -4,9 +4,12 @@
 //! The path of a change: a connection sends [`DocCommand::Sync`]; the actor applies it to the
 //! document through that connection's `DocSession`; if it brought new changes they are
 //! appended to the store and, only once that transaction has committed, the actor replies to
-//! the sender and generates a sync message for every other session (live fan-out). If the
-//! store refuses, or the change would make the document too large, the in-memory document is
-//! thrown away and reloaded from the store, so memory never holds what the database does not.
+//! the sender and generates a sync message for every other session (live fan-out). The
+//! changes are vetted on a fork, and the document in memory changes only after the commit, so
+//! memory never holds what the database does not. An append refused because another process
+//! appended first makes the actor read what it lacks and vet the message again; if there is
+//! nothing to read (the database is behind memory, say after a failover), the document is
+//! loaded again from the store.
 //!
 //! Messages to connections go through their bounded outboxes with `try_send`: a full outbox
 //! means a client too slow to keep up, and it is disconnected (it resumes by syncing again).
@@ -73,6 +76,7 @@ pub(super) fn spawn(
         ctx: ctx.clone(),
         loaded: None,
         sessions: HashMap::new(),
+        missed: None,
     };
     let span = tracing::info_span!("doc", doc_id = %doc);
     ctx.tracker.spawn(actor.run(rx).instrument(span));
@@ -130,6 +134,9 @@ struct DocActor {
     ctx: Arc<DocContext>,
     loaded: Option<Loaded>,
     sessions: HashMap<ConnId, SessionSlot>,
+    /// An announced sequence number this actor failed to take in (the store did not
+    /// answer): tried again at the next idle check.
+    missed: Option<i64>,
 }
 
 /// Why a sync message was not applied. The text goes to the client in an `error` message.
@@ -182,6 +189,9 @@ impl DocActor {
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
                 _ = tokio::time::sleep(IDLE_CHECK) => {
+                    if let Some(seq) = self.missed.take() {
+                        Box::pin(self.on_announced(seq)).await;
+                    }
                     if self.sessions.is_empty() {
                         let since = *idle_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= self.ctx.limits.document_idle()
@@ -198,7 +208,11 @@ impl DocActor {
                 _ = self.ctx.shutdown.cancelled() => None,
             };
             let Some(cmd) = cmd else { break };
-            idle_since = None;
+            // Other processes' changes do not count as use: a document nobody here has open
+            // still leaves memory.
+            if !matches!(cmd, DocCommand::Refresh { .. }) {
+                idle_since = None;
+            }
             // Boxed: the future of handling a command (sqlx queries, vetting) is tens of
             // kilobytes, and inlined it would make every idle actor's task that large.
             Box::pin(self.handle(cmd)).await;
@@ -207,8 +221,12 @@ impl DocActor {
         // handled so their sync states are saved.
         rx.close();
         while let Some(cmd) = rx.recv().await {
-            if let DocCommand::Detach { conn } = cmd {
-                Box::pin(self.detach(conn)).await;
+            match cmd {
+                DocCommand::Detach { conn } => Box::pin(self.detach(conn)).await,
+                // Sent because this actor was found in the hub: the watchers are told here,
+                // as the hub would have told them had the actor already gone.
+                DocCommand::Refresh { .. } => self.tell_watchers(),
+                _ => {}
             }
         }
         let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
@@ -292,7 +310,10 @@ impl DocActor {
                 Err(Step::Stale) => {
                     self.ctx.metrics.stale_merges.inc();
                     match self.refresh().await {
-                        Ok(changed) => refreshed |= changed,
+                        Ok(true) => refreshed = true,
+                        // Refused as stale, yet nothing newer is stored: the database is behind
+                        // memory (a failover lost commits). Load what it has.
+                        Ok(false) => self.unload(),
                         Err(refusal) => {
                             result = Err(refusal);
                             break;
@@ -308,24 +329,33 @@ impl DocActor {
     }
 
     /// Another process stored the document up to `seq`: take it in and tell the sessions and
-    /// watchers here. A document unloaded to save memory is loaded again (fresh from the
-    /// store) only if some session here needs to hear; otherwise watchers are told directly.
+    /// watchers here. Without sessions nothing is read: the document is dropped from memory
+    /// (it is loaded fresh when next used) and watchers are told. A document unloaded to save
+    /// memory is loaded again for its sessions. A failure is tried again at the next idle
+    /// check.
     async fn on_announced(&mut self, seq: i64) {
-        match &self.loaded {
-            Some(loaded) if loaded.last_seq >= seq => {}
-            Some(_) => match self.refresh().await {
-                Ok(true) => self.tell_of_refresh(),
-                Ok(false) => {}
-                Err(refusal) => tracing::warn!(%refusal, "catching up failed"),
-            },
-            None if self.sessions.is_empty() => self.tell_watchers(),
-            None => match self.ensure_loaded().await {
-                Ok(()) => {
-                    self.hub.resident(&self.id, self.generation);
-                    self.tell_of_refresh();
-                }
-                Err(refusal) => tracing::warn!(%refusal, "catching up failed"),
-            },
+        if self.sessions.is_empty() {
+            if self.loaded.as_ref().is_some_and(|l| l.last_seq < seq) {
+                self.unload();
+            }
+            self.tell_watchers();
+            return;
+        }
+        let outcome = match &self.loaded {
+            Some(loaded) if loaded.last_seq >= seq => return,
+            Some(_) => self.refresh().await,
+            None => self.ensure_loaded().await.map(|()| true),
+        };
+        match outcome {
+            Ok(true) => {
+                self.hub.resident(&self.id, self.generation);
+                self.tell_of_refresh();
+            }
+            Ok(false) => {}
+            Err(refusal) => {
+                tracing::warn!(%refusal, "catching up failed; trying again shortly");
+                self.missed = Some(self.missed.map_or(seq, |m| m.max(seq)));
+            }
         }
     }
 

@@ -33,10 +33,14 @@ pub struct PgStore {
 
 impl PgStore {
     pub(super) async fn connect(url: &str, config: &PoolConfig) -> Result<Self, StorageError> {
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        if let Some(name) = &config.application_name {
+            options = options.application_name(name);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(Self {
             pool,

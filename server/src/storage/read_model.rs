@@ -573,7 +573,7 @@ macro_rules! read_model_impl {
             }
 
             /// Rewrites the projection of `doc` as of `seq`, in its own transaction (for
-            /// `reproject`, and after taking in another process's changes).
+            /// `lianxin-server reproject`).
             pub(super) async fn reproject(
                 &self,
                 doc: &lianxin_protocol::DocumentId,

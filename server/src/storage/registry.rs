@@ -295,12 +295,14 @@ impl Store {
     }
 
     /// Revokes a user (all their devices with them). Returns whether the user existed. On
-    /// Postgres the revocation is announced, so every node cuts the user's open connections.
+    /// Postgres the revocation is announced, so every listening node cuts the user's open
+    /// connections; a node that was not listening cuts them when it listens again
+    /// (`crate::cluster`), and every node refuses the user at the next connection.
     pub async fn revoke_user(&self, id: &str) -> Result<bool, StorageError> {
         let existed = super::dispatch!(self, s => s.revoke(true, id).await)?;
         if existed {
             self.announce_revocation(&super::Revoked::User(id.to_owned()))
-                .await?;
+                .await;
         }
         Ok(existed)
     }
@@ -310,15 +312,18 @@ impl Store {
         let existed = super::dispatch!(self, s => s.revoke(false, id).await)?;
         if existed {
             self.announce_revocation(&super::Revoked::Device(id.to_owned()))
-                .await?;
+                .await;
         }
         Ok(existed)
     }
 
-    async fn announce_revocation(&self, revoked: &super::Revoked) -> Result<(), StorageError> {
-        match self {
-            Store::Postgres(s) => s.announce_revocation(revoked).await,
-            Store::Sqlite(_) => Ok(()),
+    /// Best effort: the revocation is stored either way, and the caller cuts its own
+    /// connections whatever happens here.
+    async fn announce_revocation(&self, revoked: &super::Revoked) {
+        if let Store::Postgres(s) = self
+            && let Err(e) = s.announce_revocation(revoked).await
+        {
+            tracing::warn!(error = %e, ?revoked, "announcing a revocation failed; other nodes cut the connections when they next listen or connect");
         }
     }
 }

@@ -444,7 +444,18 @@ async fn nodes_recover_by_themselves_when_the_database_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_node_and_its_devices_move_to_another() {
-    let mut cluster = Cluster::start(NODE, 2, true).await;
+    let db = lianxin_tests::TestDb::new(lianxin_tests::Backend::Postgres).await;
+    let mut cluster = Cluster::start_with(
+        NODE,
+        db,
+        2,
+        true,
+        &[
+            ("LIANXIN_CLUSTER__DRAIN_GRACE_SECS", "3"),
+            ("LIANXIN_CLUSTER__DRAIN_SECS", "1"),
+        ],
+    )
+    .await;
     let balancer = Balancer::start(cluster.addrs()).await;
     let mut devices = Vec::new();
     for i in 0..4 {
@@ -466,8 +477,34 @@ async fn sigterm_drains_a_node_and_its_devices_move_to_another() {
     for device in &devices[1..] {
         device.fetch(doc, WAIT).await.unwrap();
     }
+    let on_node_0 = cluster.metric(0, "lianxin_connections_open").await;
+    assert!(on_node_0 >= 1.0, "the balancer put nobody on node 0");
+
+    cluster.signal_term(0);
+    // The grace period: not ready, new connections refused, the open ones still served.
+    until(Duration::from_secs(2), || async {
+        match cluster.readiness(0).await {
+            503 => Ok(()),
+            other => Err(format!("draining node 0 answers /readyz with {other}")),
+        }
+    })
+    .await;
+    let newcomer = Client::in_memory(ClientConfig::default()).await.unwrap();
+    let token = cluster
+        .token_as("late", "late-phone", "secretary", GRID)
+        .await;
     assert!(
-        cluster.terminate(0).await,
+        newcomer.connect(&cluster.ws_url(0), &token).await.is_err(),
+        "a draining node accepted a new connection"
+    );
+    assert_eq!(
+        cluster.metric(0, "lianxin_connections_open").await,
+        on_node_0,
+        "connections were closed before the grace period ended"
+    );
+
+    assert!(
+        cluster.wait_exit(0).await,
         "node 0 did not exit cleanly on SIGTERM"
     );
     let mut keys = BTreeSet::from(["created".to_owned()]);
@@ -489,6 +526,54 @@ async fn sigterm_drains_a_node_and_its_devices_move_to_another() {
         cluster.metric(1, "lianxin_connections_open").await >= 4.0,
         "every device is on node 1 now"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_missed_while_not_listening_is_caught_up() {
+    let cluster = Cluster::start(NODE, 2, true).await;
+    let a = device(&cluster, "sec-a", "secretary", &cluster.ws_url(0)).await;
+    let b = device(&cluster, "sec-b", "secretary", &cluster.ws_url(1)).await;
+    let doc = a
+        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
+        .await
+        .unwrap();
+    a.wait_synced(doc, WAIT).await.unwrap();
+    b.fetch(doc, WAIT).await.unwrap();
+    // Node 1's listening connection is cut; a change committed on node 0 before node 1 listens
+    // again (it waits half a second) is announced to nobody there. Device b, idle on node 1,
+    // gets it only from node 1's catch-up. If the change happened to commit after node 1
+    // listened again (a slow machine), it was announced normally: try again.
+    for attempt in 0.. {
+        assert!(attempt < 5, "never managed to commit inside the gap");
+        let heard = cluster.metric(1, "lianxin_announcements_total").await;
+        assert!(cluster.cut_listener(1).await >= 1, "node 1's listener");
+        let key = format!("missed-{attempt}");
+        a.change(doc, |tx| tx.put(automerge::ROOT, &key, 1).map(|_| ()))
+            .await
+            .unwrap();
+        a.wait_synced(doc, WAIT).await.unwrap();
+        until(WAIT, || async {
+            b.read(doc, |d| {
+                d.get(automerge::ROOT, key.as_str()).unwrap().is_some()
+            })
+            .unwrap()
+            .then_some(())
+            .ok_or_else(|| format!("device b never got {key}"))
+        })
+        .await;
+        if cluster.metric(1, "lianxin_announcements_total").await == heard {
+            break;
+        }
+        // Wait until node 1 listens again before the next attempt.
+        until(WAIT, || async {
+            match cluster.readiness(1).await {
+                200 => Ok(()),
+                other => Err(format!("node 1 answers /readyz with {other}")),
+            }
+        })
+        .await;
+    }
+    assert!(cluster.metric(1, "lianxin_listener_reconnects_total").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
