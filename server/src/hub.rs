@@ -156,6 +156,9 @@ struct Slot {
     tx: mpsc::Sender<DocCommand>,
     leases: usize,
     generation: u64,
+    /// The highest announced sequence number waiting for room in a busy actor's queue (0:
+    /// none). One task at a time delivers it, whatever the number of announcements.
+    refresh_waiting: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl DocHub {
@@ -192,6 +195,7 @@ impl DocHub {
                 tx,
                 leases: 0,
                 generation,
+                refresh_waiting: Arc::default(),
             }
         });
         slot.leases += 1;
@@ -307,15 +311,25 @@ impl DocHub {
     /// that hold the document without having it open hear that it changed; area subscribers
     /// above it run a catch-up pass.
     pub fn announced(&self, doc: &crate::storage::ChangedDocument) {
-        let actor = self.docs().get(&doc.id).map(|slot| slot.tx.clone());
+        let actor = self
+            .docs()
+            .get(&doc.id)
+            .map(|slot| (slot.tx.clone(), slot.refresh_waiting.clone()));
         match actor {
-            Some(tx) => {
+            Some((tx, waiting)) => {
+                use std::sync::atomic::Ordering::SeqCst;
                 let refresh = DocCommand::Refresh { seq: doc.seq };
-                if let Err(mpsc::error::TrySendError::Full(refresh)) = tx.try_send(refresh) {
-                    // A busy actor: queue it without holding up the listener.
-                    self.inner.ctx.tracker.spawn(async move {
-                        let _ = tx.send(refresh).await;
-                    });
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(refresh) {
+                    // A busy actor: one task waits for room without holding up the listener,
+                    // and delivers the highest sequence number announced by then.
+                    if waiting.fetch_max(doc.seq, SeqCst) == 0 {
+                        self.inner.ctx.tracker.spawn(async move {
+                            if let Ok(permit) = tx.reserve().await {
+                                let seq = waiting.swap(0, SeqCst);
+                                permit.send(DocCommand::Refresh { seq });
+                            }
+                        });
+                    }
                 }
             }
             None => {
