@@ -616,3 +616,152 @@ async fn a_revocation_cuts_the_device_on_every_node() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_model_of_a_request_triaged_on_three_nodes_at_once_is_the_merged_document() {
+    use lianxin_protocol::domain::builders::RequestInit;
+    use lianxin_protocol::domain::{Origin, Track, read_flow};
+    let cluster = Cluster::start(NODE, 3, false).await;
+    let secretary = device(&cluster, "sec-a", "secretary", &cluster.ws_url(0)).await;
+    let request = secretary
+        .create(|tx| {
+            builders::init_request(
+                tx,
+                &Common {
+                    area: AreaPath::new(GRID).unwrap(),
+                    created_by: "sec-a".into(),
+                    created_at: 1_763_000_000_000,
+                },
+                &RequestInit {
+                    origin: Origin::Visit,
+                    household: None,
+                    visit: None,
+                    category: "repair".into(),
+                    description: "broken light in the stairwell".into(),
+                    device: Some("sec-a-phone".into()),
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    secretary.wait_synced(request, WAIT).await.unwrap();
+    // Six grid workers, two on each node, triage it at the same moment, differently.
+    let mut workers = Vec::new();
+    for i in 0..6 {
+        let worker = device(
+            &cluster,
+            &format!("gw-{i}"),
+            "grid_worker",
+            &cluster.ws_url(i % 3),
+        )
+        .await;
+        worker.fetch(request, WAIT).await.unwrap();
+        workers.push(worker);
+    }
+    let tracks = [Track::Transfer, Track::Immediate, Track::Supervised];
+    futures_util::future::join_all(workers.iter().enumerate().map(|(i, worker)| {
+        triage(
+            worker,
+            request,
+            format!("gw-{i}"),
+            tracks[i % 3],
+            1_763_000_100_000 + i as i64,
+        )
+    }))
+    .await;
+    let everyone: Vec<&Client> = workers.iter().chain([&secretary]).collect();
+    let mut conn = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&cluster.db.url).await.unwrap()
+    };
+    let conn = tokio::sync::Mutex::new(&mut conn);
+    until(WAIT, || async {
+        let mut conn = conn.lock().await;
+        let conn = &mut **conn;
+        let stored = cluster.stored_doc(request).await.ok_or("not stored")?;
+        let merged = read_flow(&stored).map_err(|e| e.to_string())?;
+        let events = lianxin_protocol::domain::read_events(&stored).map_err(|e| e.to_string())?;
+        if events.len() != 7 {
+            return Err(format!("{} events stored", events.len()));
+        }
+        for (i, device) in everyone.iter().enumerate() {
+            let theirs = device.read(request, read_flow).unwrap().unwrap();
+            if theirs != merged {
+                return Err(format!(
+                    "device {i} has {theirs:?}, the database {merged:?}"
+                ));
+            }
+        }
+        // The row written with the last chunk, by whichever node wrote it, is the whole
+        // stored document: same status, track and department, as of its last sequence number.
+        let (status, track, department, seq, last_seq): (
+            String,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT r.status, r.track, r.department, r.seq, d.last_seq FROM requests r \
+                 JOIN documents d ON d.id = r.document_id WHERE r.document_id = $1",
+        )
+        .bind(request.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())?;
+        let expected = (
+            merged.status.as_str().to_owned(),
+            merged.track.map(|t| t.as_str().to_owned()),
+            merged.department.clone(),
+            last_seq,
+        );
+        if (status.clone(), track.clone(), department.clone(), seq) != expected {
+            return Err(format!(
+                "row {:?}, merged document {expected:?}",
+                (status, track, department, seq)
+            ));
+        }
+        // Its timeline holds every event of the merged document, every triage included.
+        let timeline: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM request_events WHERE document_id = $1")
+                .bind(request.to_string())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        if timeline != events.len() as i64 {
+            return Err(format!(
+                "the projected timeline has {timeline} events, the document {}",
+                events.len()
+            ));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Appends a triage event to `request` on `client`'s device.
+async fn triage(
+    client: &Client,
+    request: DocumentId,
+    user: String,
+    track: lianxin_protocol::domain::Track,
+    at: i64,
+) {
+    use lianxin_protocol::domain::{Event, EventKind, Track};
+    let event = Event {
+        kind: EventKind::Triaged {
+            track,
+            department: (track == Track::Transfer).then(|| "water-bureau".to_owned()),
+        },
+        at,
+        device: Some(format!("{user}-phone")),
+        by: user,
+        note: None,
+    };
+    client
+        .change(request, |tx| {
+            builders::append_request_event(tx, &event).map_err(am)
+        })
+        .await
+        .unwrap();
+}
