@@ -133,11 +133,14 @@ pub struct Listener {
 /// Hears other processes' announcements until shutdown, reconnecting and catching up after
 /// every loss. Returns at once on SQLite.
 pub async fn run_listener(ctx: Listener) {
+    if !matches!(ctx.store, Store::Postgres(_)) {
+        return;
+    }
     // Taken before the first connection listens: documents loaded before then are covered.
     let mut caught_up_to: Option<i64> = ctx.store.area_horizon().await.ok();
     while !ctx.shutdown.is_cancelled() {
         match listen_once(&ctx, &mut caught_up_to).await {
-            Ok(Stop::Shutdown) | Ok(Stop::NotPostgres) => return,
+            Ok(Stop::Shutdown) => return,
             Ok(Stop::Lost(reason)) | Err(reason) => {
                 if ctx.node.listening() {
                     ctx.metrics.listener_reconnects.inc();
@@ -157,7 +160,6 @@ pub async fn run_listener(ctx: Listener) {
 
 enum Stop {
     Shutdown,
-    NotPostgres,
     Lost(String),
 }
 
@@ -166,7 +168,7 @@ enum Stop {
 async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<Stop, String> {
     let mut listener = match ctx.store.listen().await {
         Ok(Some(listener)) => listener,
-        Ok(None) => return Ok(Stop::NotPostgres),
+        Ok(None) => return Err("this database cannot announce changes".into()),
         Err(e) => return Err(e.to_string()),
     };
     let start = listener.horizon().await.map_err(|e| e.to_string())?;
@@ -251,6 +253,9 @@ async fn listen_once(ctx: &Listener, caught_up_to: &mut Option<i64>) -> Result<S
 /// Cuts this node's open connections of users and devices revoked while it was not listening
 /// (their announcements were lost with the connection).
 async fn cut_revoked(ctx: &Listener) -> Result<(), crate::storage::StorageError> {
+    if ctx.live.is_empty() {
+        return Ok(());
+    }
     let users = ctx.store.list_users("/").await?;
     let devices = ctx.store.list_devices("/").await?;
     let mut cut = 0;

@@ -333,17 +333,8 @@ impl DocHub {
                 }
             }
             None => {
-                for watcher in self.watchers_of(&doc.id, |_| false) {
-                    doc_actor::push(
-                        &self.inner.ctx,
-                        &watcher,
-                        Message::ChangedDocs {
-                            sender_id: self.inner.ctx.server_peer.clone(),
-                            target_id: watcher.remote.clone(),
-                            document_ids: vec![doc.id],
-                        },
-                    );
-                }
+                let watchers = self.watchers_of(&doc.id, |_| false);
+                doc_actor::tell_changed(&self.inner.ctx, &watchers, doc.id);
             }
         }
         if let Some(area) = doc

@@ -79,6 +79,11 @@ impl LiveConnections {
         n
     }
 
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
     pub fn unregister(&self, conn: ConnId) {
         self.map().remove(&conn);
     }

@@ -354,15 +354,10 @@ impl Store {
         dispatch!(self, s => s.bind_actors(actors, user, device).await)
     }
 
-    /// Records that claims of `volunteers` on order `doc` arrived with chunk `seq` (a claim
-    /// keeps its first arrival), and returns every claimant in arrival order.
-    pub async fn record_claims(
-        &self,
-        doc: &DocumentId,
-        volunteers: &[String],
-        seq: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        dispatch!(self, s => s.record_claims(doc, volunteers, seq).await)
+    /// Every volunteer who claimed order `doc`, in the order their claims were stored (claims
+    /// are recorded by the append that brings them, see [`AppendItem::claims`]).
+    pub async fn claim_arrivals(&self, doc: &DocumentId) -> Result<Vec<String>, StorageError> {
+        dispatch!(self, s => s.claim_arrivals(doc).await)
     }
 
     /// Records what the field rules noticed about the change stored as chunk `seq`:
@@ -753,29 +748,15 @@ macro_rules! store_impl {
                 Ok(bound)
             }
 
-            pub(super) async fn record_claims(
+            pub(super) async fn claim_arrivals(
                 &self,
                 doc: &lianxin_protocol::DocumentId,
-                volunteers: &[String],
-                seq: i64,
             ) -> Result<Vec<String>, super::StorageError> {
-                let id = doc.to_string();
-                for volunteer in volunteers {
-                    sqlx::query(
-                        "INSERT INTO order_claims (document_id, volunteer, received_seq) \
-                         VALUES ($1, $2, $3) ON CONFLICT (document_id, volunteer) DO NOTHING",
-                    )
-                    .bind(&id)
-                    .bind(volunteer)
-                    .bind(seq)
-                    .execute(&self.pool)
-                    .await?;
-                }
                 let order: Vec<(String,)> = sqlx::query_as(
                     "SELECT volunteer FROM order_claims WHERE document_id = $1 \
                      ORDER BY received_seq, volunteer",
                 )
-                .bind(&id)
+                .bind(doc.to_string())
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(order.into_iter().map(|(v,)| v).collect())

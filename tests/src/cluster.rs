@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lianxin_server::auth::{Authenticator, TokenRequest};
+use lianxin_server::auth::Authenticator;
 use lianxin_server::settings::AuthSettings;
 use lianxin_server::storage::{PoolConfig, Store};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
-use crate::{Backend, TestDb, register_in};
+use crate::{Backend, TestDb, metric_at, stored_doc_in, token_in};
 
 /// A port free on loopback now (bound, then released).
 pub fn free_port() -> u16 {
@@ -290,36 +290,12 @@ impl Cluster {
 
     /// Reads a metric of node `i` from `/metrics`.
     pub async fn metric(&self, i: usize, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.http_url(i, "/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(' ')?;
-                (key == name).then(|| value.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("metric {name} not found"))
+        metric_at(&self.http_url(i, "/metrics"), name).await
     }
 
     /// A token for `sub` on `device`, registering the area, user and device if missing.
     pub async fn token_as(&self, sub: &str, device: &str, role: &str, area: &str) -> String {
-        register_in(&self.store, sub, device, role, area).await;
-        let user = self.store.get_user(sub).await.unwrap().unwrap();
-        self.auth
-            .issue(&TokenRequest {
-                sub: sub.into(),
-                role: user.role,
-                scope: user.area,
-                device: Some(device.into()),
-                ttl_secs: 600,
-            })
-            .expect("issue token")
+        token_in(&self.store, &self.auth, sub, device, role, area).await
     }
 
     /// The document as stored.
@@ -327,8 +303,7 @@ impl Cluster {
         &self,
         id: lianxin_protocol::DocumentId,
     ) -> Option<automerge::Automerge> {
-        let stored = self.store.load(&id).await.expect("load from store")?;
-        Some(stored.to_automerge().expect("stored document loads"))
+        stored_doc_in(&self.store, id).await
     }
 }
 
@@ -424,21 +399,22 @@ impl PrivatePostgres {
                 .expect("chown");
             assert!(status.success(), "chown the cluster dir to postgres");
         }
-        let initdb = pg.bin.join("initdb");
         let data = pg.dir.join("data");
-        pg.run(&[
-            initdb.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ]);
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
         pg.pg_ctl_start();
         Some(pg)
     }
@@ -456,17 +432,10 @@ impl PrivatePostgres {
     /// Stops the server the hard way (`-m immediate`: like a crash, every connection cut) and
     /// returns; [`PrivatePostgres::start_again`] brings it back on the same port.
     pub fn crash(&self) {
-        let pg_ctl = self.bin.join("pg_ctl");
-        let data = self.dir.join("data");
-        self.run(&[
-            pg_ctl.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     pub fn start_again(&self) {
@@ -474,40 +443,51 @@ impl PrivatePostgres {
     }
 
     fn pg_ctl_start(&self) {
-        let pg_ctl = self.bin.join("pg_ctl");
-        let data = self.dir.join("data");
         let log = self.dir.join("log");
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
             self.port,
             self.dir.display()
         );
-        self.run(&[
-            pg_ctl.to_str().unwrap(),
-            "-w",
-            "-D",
-            data.to_str().unwrap(),
-            "-l",
-            log.to_str().unwrap(),
-            "-o",
-            &options,
-            "start",
-        ]);
+        self.run(
+            "pg_ctl",
+            &[
+                "-w",
+                "-D",
+                &self.data(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "start",
+            ],
+        );
     }
 
-    fn run(&self, argv: &[&str]) {
-        let output = if self.as_root {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(argv)
-                .output()
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// The Postgres tool `tool` with `args`, as the `postgres` user when we are root.
+    fn tool(&self, tool: &str, args: &[&str]) -> Command {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
         } else {
-            Command::new(argv[0]).args(&argv[1..]).output()
-        }
-        .expect("run a Postgres tool");
+            Command::new(program)
+        };
+        command.args(args);
+        command
+    }
+
+    /// Runs `tool` with `args` and asserts that it succeeded.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let output = self.tool(tool, args).output().expect("run a Postgres tool");
         assert!(
             output.status.success(),
-            "{argv:?} failed: {}{}",
+            "{tool} {args:?} failed: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -516,25 +496,10 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let pg_ctl = self.bin.join("pg_ctl");
-        let data = self.dir.join("data");
         // Already stopped is fine: nothing to assert while cleaning up.
-        let argv = [
-            pg_ctl.to_str().unwrap_or_default(),
-            "-D",
-            data.to_str().unwrap_or_default(),
-            "-m",
-            "immediate",
-            "stop",
-        ];
-        let _ = if self.as_root {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(argv)
-                .output()
-        } else {
-            Command::new(argv[0]).args(&argv[1..]).output()
-        };
+        let _ = self
+            .tool("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -167,18 +167,7 @@ impl TestApp {
     /// A valid token for `sub` on `device`, registering the area, the user (with `role` in
     /// `area`) and the device if they do not exist yet.
     pub async fn token_as(&self, sub: &str, device: &str, role: &str, area: &str) -> String {
-        self.register(sub, device, role, area).await;
-        let user = self.state.store.get_user(sub).await.unwrap().unwrap();
-        self.state
-            .auth
-            .issue(&TokenRequest {
-                sub: sub.into(),
-                role: user.role,
-                scope: user.area,
-                device: Some(device.into()),
-                ttl_secs: 600,
-            })
-            .expect("issue token")
+        token_in(&self.state.store, &self.state.auth, sub, device, role, area).await
     }
 
     /// Registers every area on the way to `area`, the user and the device (each only if
@@ -189,18 +178,7 @@ impl TestApp {
 
     /// Reads a counter from `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(self.http_url("/metrics"))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(' ')?;
-                (key == name).then(|| value.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("metric {name} not found"))
+        metric_at(&self.http_url("/metrics"), name).await
     }
 
     /// The document as the server stored it, read straight from the database.
@@ -208,8 +186,7 @@ impl TestApp {
         &self,
         id: lianxin_protocol::DocumentId,
     ) -> Option<automerge::Automerge> {
-        let stored = self.state.store.load(&id).await.expect("load from store")?;
-        Some(stored.to_automerge().expect("stored document loads"))
+        stored_doc_in(&self.state.store, id).await
     }
 
     /// Shuts the server down gracefully and waits for it.
@@ -220,6 +197,53 @@ impl TestApp {
             .expect("server task")
             .expect("server ran cleanly");
     }
+}
+
+/// Reads the metric `name` from the Prometheus text at `url`.
+pub async fn metric_at(url: &str, name: &str) -> f64 {
+    let text = reqwest::get(url)
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("metric {name} not found"))
+}
+
+/// The document `id` as stored in `store`.
+pub async fn stored_doc_in(
+    store: &lianxin_server::storage::Store,
+    id: lianxin_protocol::DocumentId,
+) -> Option<automerge::Automerge> {
+    let stored = store.load(&id).await.expect("load from store")?;
+    Some(stored.to_automerge().expect("stored document loads"))
+}
+
+/// A token signed by `auth` for `sub` on `device`, registering the area, the user (with `role`
+/// in `area`) and the device in `store` if they do not exist yet.
+pub async fn token_in(
+    store: &lianxin_server::storage::Store,
+    auth: &lianxin_server::auth::Authenticator,
+    sub: &str,
+    device: &str,
+    role: &str,
+    area: &str,
+) -> String {
+    register_in(store, sub, device, role, area).await;
+    let user = store.get_user(sub).await.unwrap().unwrap();
+    auth.issue(&TokenRequest {
+        sub: sub.into(),
+        role: user.role,
+        scope: user.area,
+        device: Some(device.into()),
+        ttl_secs: 600,
+    })
+    .expect("issue token")
 }
 
 /// Registers every area on the way to `area`, the user (with `role` in `area`) and the device

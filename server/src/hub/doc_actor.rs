@@ -98,6 +98,19 @@ struct Loaded {
     projected: Option<Projected>,
 }
 
+/// The kind, area and creator of `doc`, and its projection for the read model (both `None`
+/// for an untyped document).
+fn read_typed(
+    doc: &Automerge,
+    projection: &domain::ProjectionConfig,
+) -> (Option<DocInfo>, Option<Projected>) {
+    let info = schema::read_info(doc).ok();
+    let projected = info
+        .as_ref()
+        .and_then(|_| domain::project(doc, projection).ok());
+    (info, projected)
+}
+
 impl Loaded {
     /// Whether `actor` may see this document. A document that is not stored yet is visible
     /// (there is nothing to see; creating it is judged by the write rules), an untyped one only
@@ -293,35 +306,22 @@ impl DocActor {
         received_at: Instant,
     ) -> Result<(), Refusal> {
         let mut refreshed = false;
-        let mut result = Err(Refusal::Busy { doc: self.id });
-        for attempt in 0..MAX_ATTEMPTS {
-            match self
-                .on_sync(peer, request, data, received_at, attempt > 0)
-                .await
-            {
-                Ok(()) => {
-                    result = Ok(());
-                    break;
-                }
-                Err(Step::Refused(refusal)) => {
-                    result = Err(refusal);
-                    break;
-                }
-                Err(Step::Stale) => {
-                    self.ctx.metrics.stale_merges.inc();
-                    match self.refresh().await {
-                        Ok(true) => refreshed = true,
-                        // Refused as stale, yet nothing newer is stored: the database is behind
-                        // memory (a failover lost commits). Load what it has.
-                        Ok(false) => self.unload(),
-                        Err(refusal) => {
-                            result = Err(refusal);
-                            break;
-                        }
-                    }
+        let result = 'attempts: {
+            for attempt in 0..MAX_ATTEMPTS {
+                match self
+                    .on_sync(peer, request, data, received_at, attempt > 0)
+                    .await
+                {
+                    Ok(()) => break 'attempts Ok(()),
+                    Err(Step::Refused(refusal)) => break 'attempts Err(refusal),
+                    Err(Step::Stale) => match self.after_stale().await {
+                        Ok(changed) => refreshed |= changed,
+                        Err(refusal) => break 'attempts Err(refusal),
+                    },
                 }
             }
-        }
+            Err(Refusal::Busy { doc: self.id })
+        };
         if refreshed {
             self.tell_of_refresh();
         }
@@ -394,12 +394,21 @@ impl DocActor {
             loaded.chunks_since_snapshot += 1;
         }
         loaded.stored = true;
-        loaded.info = schema::read_info(&loaded.doc).ok();
-        loaded.projected = loaded
-            .info
-            .as_ref()
-            .and_then(|_| domain::project(&loaded.doc, &self.ctx.projection).ok());
+        (loaded.info, loaded.projected) = read_typed(&loaded.doc, &self.ctx.projection);
         Ok(true)
+    }
+
+    /// After an append was refused as stale: takes in what other processes stored. Returns
+    /// whether anything was new. Refused as stale with nothing newer stored means the database
+    /// is behind memory (a failover lost commits): the document is dropped, to be loaded again
+    /// from what the database has.
+    async fn after_stale(&mut self) -> Result<bool, Refusal> {
+        self.ctx.metrics.stale_merges.inc();
+        let changed = self.refresh().await?;
+        if !changed {
+            self.unload();
+        }
+        Ok(changed)
     }
 
     /// After taking in other processes' changes: every session here hears what it lacks, and
@@ -416,20 +425,10 @@ impl DocActor {
     /// Devices that hold the document without having it open hear that it changed.
     fn tell_watchers(&self) {
         let sessions = &self.sessions;
-        for watcher in self
+        let watchers = self
             .hub
-            .watchers_of(&self.id, |conn| sessions.contains_key(&conn))
-        {
-            push(
-                &self.ctx,
-                &watcher,
-                Message::ChangedDocs {
-                    sender_id: self.ctx.server_peer.clone(),
-                    target_id: watcher.remote.clone(),
-                    document_ids: vec![self.id],
-                },
-            );
-        }
+            .watchers_of(&self.id, |conn| sessions.contains_key(&conn));
+        tell_changed(&self.ctx, &watchers, self.id);
     }
 
     /// Drops the Automerge document from memory; the store has all of it.
@@ -478,10 +477,7 @@ impl DocActor {
                     tracing::error!(error = %e, "stored document does not load");
                     Refusal::Storage { doc: doc_id }
                 })?;
-                let info = schema::read_info(&doc).ok();
-                let projected = info
-                    .as_ref()
-                    .and_then(|_| domain::project(&doc, &self.ctx.projection).ok());
+                let (info, projected) = read_typed(&doc, &self.ctx.projection);
                 Loaded {
                     doc,
                     last_seq,
@@ -903,17 +899,14 @@ impl DocActor {
         for _ in 0..MAX_ATTEMPTS {
             match self.try_assign(outcome).await {
                 Ok(()) => return,
-                Err(Step::Stale) => {
-                    self.ctx.metrics.stale_merges.inc();
-                    match self.refresh().await {
-                        Ok(true) => self.tell_of_refresh(),
-                        Ok(false) => {}
-                        Err(refusal) => {
-                            tracing::warn!(%refusal, "arbitration waits for the next change");
-                            return;
-                        }
+                Err(Step::Stale) => match self.after_stale().await {
+                    Ok(true) => self.tell_of_refresh(),
+                    Ok(false) => {}
+                    Err(refusal) => {
+                        tracing::warn!(%refusal, "arbitration waits for the next change");
+                        return;
                     }
-                }
+                },
                 Err(Step::Refused(refusal)) => {
                     tracing::error!(%refusal, "arbitration waits for the next change");
                     return;
@@ -926,16 +919,12 @@ impl DocActor {
     /// One attempt at [`DocActor::arbitrate`] on the document as it is here.
     async fn try_assign(&mut self, outcome: &Outcome) -> Result<(), Step> {
         let doc_id = self.id;
-        let received = self
-            .ctx
-            .store
-            .record_claims(&doc_id, &[], 0)
-            .await
-            .map_err(|e| {
-                self.ctx.metrics.storage_errors.inc();
-                tracing::error!(error = %e, "reading claims failed");
-                Refusal::Storage { doc: doc_id }
-            })?;
+        let received = self.ctx.store.claim_arrivals(&doc_id).await.map_err(|e| {
+            self.ctx.metrics.storage_errors.inc();
+            tracing::error!(error = %e, "reading claims failed");
+            Refusal::Storage { doc: doc_id }
+        })?;
+        self.ensure_loaded().await?;
         let Some(loaded) = self.loaded.as_mut() else {
             return Ok(());
         };
@@ -1116,6 +1105,22 @@ fn push_to_area(
     }
 }
 
+/// Tells each of `watchers` (connections holding `doc` without having it open) that it
+/// changed.
+pub(super) fn tell_changed(ctx: &DocContext, watchers: &[Arc<Peer>], doc: DocumentId) {
+    for watcher in watchers {
+        push(
+            ctx,
+            watcher,
+            Message::ChangedDocs {
+                sender_id: ctx.server_peer.clone(),
+                target_id: watcher.remote.clone(),
+                document_ids: vec![doc],
+            },
+        );
+    }
+}
+
 /// Sends every session that may read the document (but `except`) what it now lacks.
 fn fan_out(
     ctx: &DocContext,
@@ -1145,7 +1150,7 @@ fn fan_out(
 
 /// Queues a message for a connection without waiting. A full queue is the slow-client policy:
 /// the connection is closed (the client resyncs on reconnect; nothing is lost).
-pub(super) fn push(ctx: &DocContext, peer: &Peer, message: Message) {
+fn push(ctx: &DocContext, peer: &Peer, message: Message) {
     match peer.outbox.try_send(message) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {

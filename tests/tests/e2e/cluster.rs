@@ -10,13 +10,13 @@ use std::time::Duration;
 use automerge::ReadDoc;
 use automerge::transaction::Transactable;
 use lianxin_client::{Client, ClientConfig, DocumentId};
-use lianxin_protocol::domain::builders::{self, Common, OrderInit};
+use lianxin_protocol::domain::AreaPath;
+use lianxin_protocol::domain::builders::{self, Common};
 use lianxin_protocol::domain::order_flow::read_assignee;
-use lianxin_protocol::domain::{AreaPath, Claim};
 use lianxin_tests::cluster::{Balancer, Cluster, PrivatePostgres};
 use lianxin_tests::until;
 
-use crate::field::am;
+use crate::field::{am, claim, place_order};
 
 const NODE: &str = env!("CARGO_BIN_EXE_lianxin-node");
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,6 +30,29 @@ async fn device(cluster: &Cluster, user: &str, role: &str, url: &str) -> Client 
         .await;
     client.connect(url, &token).await.unwrap();
     client
+}
+
+/// `n` secretaries `sec-0`…, the i-th connected to `url(i)`.
+async fn secretaries(cluster: &Cluster, n: usize, url: impl Fn(usize) -> String) -> Vec<Client> {
+    let mut devices = Vec::with_capacity(n);
+    for i in 0..n {
+        devices.push(device(cluster, &format!("sec-{i}"), "secretary", &url(i)).await);
+    }
+    devices
+}
+
+/// A document with the key `created`, made on the first of `devices`, stored by the server
+/// and fetched by every other one.
+async fn shared_doc(devices: &[&Client]) -> DocumentId {
+    let doc = devices[0]
+        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
+        .await
+        .unwrap();
+    devices[0].wait_synced(doc, WAIT).await.unwrap();
+    for device in &devices[1..] {
+        device.fetch(doc, WAIT).await.unwrap();
+    }
+    doc
 }
 
 /// The keys of the document's root map, on a device.
@@ -82,31 +105,11 @@ async fn three_nodes_converge_and_an_order_gets_exactly_one_assignee() {
     let cluster = Cluster::start(NODE, 3, true).await;
 
     // Six secretaries, two on each node, edit the same five documents at the same time.
-    let mut devices = Vec::new();
-    for i in 0..6 {
-        devices.push(
-            device(
-                &cluster,
-                &format!("sec-{i}"),
-                "secretary",
-                &cluster.ws_url(i % 3),
-            )
-            .await,
-        );
-    }
+    let devices = secretaries(&cluster, 6, |i| cluster.ws_url(i % 3)).await;
+    let all: Vec<&Client> = devices.iter().collect();
     let mut docs = Vec::new();
-    for d in 0..5 {
-        let id = devices[0]
-            .create(|tx| tx.put(automerge::ROOT, "created", d as i64).map(|_| ()))
-            .await
-            .unwrap();
-        devices[0].wait_synced(id, WAIT).await.unwrap();
-        docs.push(id);
-    }
-    for device in &devices[1..] {
-        for doc in &docs {
-            device.fetch(*doc, WAIT).await.unwrap();
-        }
+    for _ in 0..5 {
+        docs.push(shared_doc(&all).await);
     }
     let edits = futures_util::future::join_all(devices.iter().enumerate().map(|(i, device)| {
         let docs = docs.clone();
@@ -154,28 +157,7 @@ async fn three_nodes_converge_and_an_order_gets_exactly_one_assignee() {
 
     // An order, and six volunteers on three nodes tapping "take" at the same moment.
     let grid = device(&cluster, "grid-w", "grid_worker", &cluster.ws_url(0)).await;
-    let order = grid
-        .create(|tx| {
-            builders::init_order(
-                tx,
-                &Common {
-                    area: AreaPath::new(GRID).unwrap(),
-                    created_by: "grid-w".into(),
-                    created_at: 1_763_000_000_000,
-                },
-                &OrderInit {
-                    requester: "household-17".into(),
-                    service_kind: "accompany to hospital".into(),
-                    window_start: 1_763_100_000_000,
-                    window_end: 1_763_110_000_000,
-                    place: "3-2-401".into(),
-                },
-            )
-            .map_err(am)
-        })
-        .await
-        .unwrap();
-    grid.wait_synced(order, WAIT).await.unwrap();
+    let order = place_order(&grid, GRID, "grid-w").await;
     let mut volunteers = Vec::new();
     for i in 0..6 {
         let v = device(
@@ -189,20 +171,7 @@ async fn three_nodes_converge_and_an_order_gets_exactly_one_assignee() {
         volunteers.push(v);
     }
     futures_util::future::join_all(volunteers.iter().enumerate().map(|(i, v)| async move {
-        let me = format!("vol-{i}");
-        v.change(order, |tx| {
-            builders::append_claim(
-                tx,
-                &Claim {
-                    volunteer: me.clone(),
-                    device: Some(format!("{me}-phone")),
-                    at: 1_763_000_000_000 + i as i64,
-                },
-            )
-            .map_err(am)
-        })
-        .await
-        .unwrap();
+        claim(v, order, &format!("vol-{i}"), 1_763_000_000_000 + i as i64).await
     }))
     .await;
     let everyone: Vec<Client> = volunteers.into_iter().chain([grid]).collect();
@@ -216,7 +185,7 @@ async fn three_nodes_converge_and_an_order_gets_exactly_one_assignee() {
         }
         let arrival = cluster
             .store
-            .record_claims(&order, &[], 0)
+            .claim_arrivals(&order)
             .await
             .map_err(|e| e.to_string())?;
         let assignee = read_assignee(&stored)
@@ -246,26 +215,8 @@ async fn a_node_killed_mid_sync_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start(NODE, 3, true).await;
     let balancer = Balancer::start(cluster.addrs()).await;
     // Six devices through the balancer: two land on each node.
-    let mut devices = Vec::new();
-    for i in 0..6 {
-        devices.push(
-            device(
-                &cluster,
-                &format!("sec-{i}"),
-                "secretary",
-                &balancer.ws_url(),
-            )
-            .await,
-        );
-    }
-    let shared = devices[0]
-        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
-        .await
-        .unwrap();
-    devices[0].wait_synced(shared, WAIT).await.unwrap();
-    for device in &devices[1..] {
-        device.fetch(shared, WAIT).await.unwrap();
-    }
+    let devices = secretaries(&cluster, 6, |_| balancer.ws_url()).await;
+    let shared = shared_doc(&devices.iter().collect::<Vec<_>>()).await;
     let before: Vec<usize> = balancer
         .counts
         .iter()
@@ -373,12 +324,7 @@ async fn nodes_recover_by_themselves_when_the_database_restarts() {
     let cluster = Cluster::start_on(NODE, pg.database().await, 2, true).await;
     let a = device(&cluster, "sec-a", "secretary", &cluster.ws_url(0)).await;
     let b = device(&cluster, "sec-b", "secretary", &cluster.ws_url(1)).await;
-    let doc = a
-        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
-        .await
-        .unwrap();
-    a.wait_synced(doc, WAIT).await.unwrap();
-    b.fetch(doc, WAIT).await.unwrap();
+    let doc = shared_doc(&[&a, &b]).await;
     let mut keys = BTreeSet::from(["created".to_owned()]);
 
     pg.crash();
@@ -457,26 +403,8 @@ async fn sigterm_drains_a_node_and_its_devices_move_to_another() {
     )
     .await;
     let balancer = Balancer::start(cluster.addrs()).await;
-    let mut devices = Vec::new();
-    for i in 0..4 {
-        devices.push(
-            device(
-                &cluster,
-                &format!("sec-{i}"),
-                "secretary",
-                &balancer.ws_url(),
-            )
-            .await,
-        );
-    }
-    let doc = devices[0]
-        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
-        .await
-        .unwrap();
-    devices[0].wait_synced(doc, WAIT).await.unwrap();
-    for device in &devices[1..] {
-        device.fetch(doc, WAIT).await.unwrap();
-    }
+    let devices = secretaries(&cluster, 4, |_| balancer.ws_url()).await;
+    let doc = shared_doc(&devices.iter().collect::<Vec<_>>()).await;
     let on_node_0 = cluster.metric(0, "lianxin_connections_open").await;
     assert!(on_node_0 >= 1.0, "the balancer put nobody on node 0");
 
@@ -533,12 +461,7 @@ async fn a_change_missed_while_not_listening_is_caught_up() {
     let cluster = Cluster::start(NODE, 2, true).await;
     let a = device(&cluster, "sec-a", "secretary", &cluster.ws_url(0)).await;
     let b = device(&cluster, "sec-b", "secretary", &cluster.ws_url(1)).await;
-    let doc = a
-        .create(|tx| tx.put(automerge::ROOT, "created", 1).map(|_| ()))
-        .await
-        .unwrap();
-    a.wait_synced(doc, WAIT).await.unwrap();
-    b.fetch(doc, WAIT).await.unwrap();
+    let doc = shared_doc(&[&a, &b]).await;
     // Node 1's listening connection is cut; a change committed on node 0 before node 1 listens
     // again (it waits half a second) is announced to nobody there. Device b, idle on node 1,
     // gets it only from node 1's catch-up. If the change happened to commit after node 1

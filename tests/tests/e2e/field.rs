@@ -40,6 +40,44 @@ fn common(area: &str, user: &str) -> Common {
     }
 }
 
+/// Places an order for household 17 in `area`, written by `user` on `client`, and waits until
+/// the server has it.
+pub(crate) async fn place_order(client: &Client, area: &str, user: &str) -> DocumentId {
+    use lianxin_protocol::domain::builders::OrderInit;
+    let order = client
+        .create(|tx| {
+            builders::init_order(
+                tx,
+                &common(area, user),
+                &OrderInit {
+                    requester: "household-17".into(),
+                    service_kind: "accompany to hospital".into(),
+                    window_start: 1_763_100_000_000,
+                    window_end: 1_763_110_000_000,
+                    place: "3-2-401".into(),
+                },
+            )
+            .map_err(am)
+        })
+        .await
+        .unwrap();
+    client.wait_synced(order, WAIT).await.unwrap();
+    order
+}
+
+/// Volunteer `me` taps "take" on `order` on `client` (online or not), at `at`.
+pub(crate) async fn claim(client: &Client, order: DocumentId, me: &str, at: i64) {
+    let claim = lianxin_protocol::domain::Claim {
+        volunteer: me.into(),
+        device: Some(format!("{me}-phone")),
+        at,
+    };
+    client
+        .change(order, |tx| builders::append_claim(tx, &claim).map_err(am))
+        .await
+        .unwrap();
+}
+
 /// Builder errors as Automerge errors, for the SDK's transaction closures.
 pub(crate) fn am(e: builders::BuildError) -> AutomergeError {
     match e {
@@ -213,30 +251,11 @@ async fn refused_changes_are_stored_nowhere_and_set_aside_on_the_device() {
 
 /// Two volunteers claim one order while both offline, then sync in the given order.
 async fn double_claim(first_online: usize) {
-    use lianxin_protocol::domain::Claim;
-    use lianxin_protocol::domain::builders::OrderInit;
     use lianxin_protocol::domain::order_flow::read_assignee;
     let db = TestDb::new(Backend::Postgres).await;
     let app = field_app(&db).await;
     let grid = device(&app, "grid-w", "grid_worker", GRID_A).await;
-    let order = grid
-        .create(|tx| {
-            builders::init_order(
-                tx,
-                &common(GRID_A, "grid-w"),
-                &OrderInit {
-                    requester: "household-17".into(),
-                    service_kind: "accompany to hospital".into(),
-                    window_start: 1_763_100_000_000,
-                    window_end: 1_763_110_000_000,
-                    place: "3-2-401".into(),
-                },
-            )
-            .map_err(am)
-        })
-        .await
-        .unwrap();
-    grid.wait_synced(order, WAIT).await.unwrap();
+    let order = place_order(&grid, GRID_A, "grid-w").await;
     let volunteers = [
         device(&app, "vol-1", "volunteer", GRID_A).await,
         device(&app, "vol-2", "volunteer", GRID_A).await,
@@ -247,20 +266,13 @@ async fn double_claim(first_online: usize) {
     // Both go offline and tap "take".
     for (i, v) in volunteers.iter().enumerate() {
         v.disconnect().await;
-        let me = format!("vol-{}", i + 1);
-        v.change(order, |tx| {
-            builders::append_claim(
-                tx,
-                &Claim {
-                    volunteer: me.clone(),
-                    device: Some(format!("{me}-phone")),
-                    at: 1_763_000_000_000 + i as i64,
-                },
-            )
-            .map_err(am)
-        })
-        .await
-        .unwrap();
+        claim(
+            v,
+            order,
+            &format!("vol-{}", i + 1),
+            1_763_000_000_000 + i as i64,
+        )
+        .await;
     }
     // They come back one after the other.
     let order_of_return = [first_online, 1 - first_online];
