@@ -66,6 +66,10 @@ pub enum AuthError {
     Missing,
     #[error("token expired")]
     Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token lives longer than this server accepts ({max} s)")]
+    TooLong { max: u64 },
     #[error("token signature is invalid")]
     BadSignature,
     #[error("token audience is not accepted")]
@@ -100,6 +104,8 @@ pub struct Authenticator {
     issuer: String,
     audience: String,
     leeway: u64,
+    /// Longest accepted lifetime (`exp - iat`) of a token, in seconds.
+    max_ttl: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -160,20 +166,27 @@ impl Authenticator {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             leeway: settings.leeway_secs,
+            max_ttl: settings.max_token_ttl_secs,
         })
     }
 
-    /// Verifies signature, `exp`, `iss` and `aud`.
+    /// Verifies signature, `exp`, `nbf` (when present), `iss` and `aud`, and that the token's
+    /// lifetime is bounded: it must carry `iat`, not be issued in the future (beyond the
+    /// leeway), and `exp - iat` must not exceed `auth.max_token_ttl_secs`. Without the `iat`
+    /// checks a leaked token signed with a far `exp` (or a far `iat`) would stay good for
+    /// years.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let mut validation = Validation::new(self.algorithm);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = self.leeway;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::InvalidAudience => AuthError::BadAudience,
                 ErrorKind::InvalidIssuer => AuthError::BadIssuer,
@@ -181,12 +194,23 @@ impl Authenticator {
                 _ => AuthError::Malformed(e.to_string()),
             },
         )?;
-        Ok(data.claims)
+        let claims = data.claims;
+        if claims.iat > unix_now() + self.leeway {
+            return Err(AuthError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_ttl {
+            return Err(AuthError::TooLong { max: self.max_ttl });
+        }
+        Ok(claims)
     }
 
     /// Signs a token for `sub` valid for `ttl_secs`.
     pub fn issue(&self, request: &TokenRequest) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or(AuthError::CannotSign)?;
+        if request.ttl_secs > self.max_ttl {
+            // It would be refused: say so now rather than hand out a token that never works.
+            return Err(AuthError::TooLong { max: self.max_ttl });
+        }
         let now = unix_now();
         let claims = Claims {
             sub: request.sub.clone(),
@@ -280,6 +304,14 @@ where
             ApiError::Unauthorized(e.to_string())
         };
         let claims = state.auth.verify(&token).map_err(refused)?;
+        // Counted once the signature is known good (so the key is a real user), before the
+        // registry is read.
+        state.rate_limit.check(&claims.sub).map_err(|wait| {
+            ApiError::TooManyRequests(
+                format!("too many requests from user {}; slow down", claims.sub),
+                wait,
+            )
+        })?;
         let identity = resolve(&state.store, claims).await.map_err(|e| match e {
             Resolve::Refused(e) => refused(e),
             Resolve::Storage(e) => {
@@ -409,6 +441,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
 
     fn authenticator(dir: &Path) -> Authenticator {
         Authenticator::from_settings(&AuthSettings::default(), dir).unwrap()
@@ -484,6 +517,100 @@ mod tests {
         ));
         assert!(verify_only.verify(&token).is_ok());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    const SECRET: &str = "unit-test-secret-unit-test-secret";
+
+    fn with_secret() -> Authenticator {
+        let settings = AuthSettings {
+            hs256_secret: Some(SecretString::from(SECRET)),
+            ..AuthSettings::default()
+        };
+        Authenticator::from_settings(&settings, Path::new("/nonexistent")).unwrap()
+    }
+
+    /// Signs arbitrary claims with [`SECRET`]: what a holder of the key (or a buggy issuer)
+    /// could make.
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn claims_at(now: u64) -> serde_json::Value {
+        serde_json::json!({
+            "sub": "u1", "role": "secretary", "scope": "/city", "device": "phone-1",
+            "iss": "lianxin", "aud": "lianxin-sync", "iat": now, "exp": now + 3600,
+        })
+    }
+
+    #[test]
+    fn not_before_is_checked() {
+        let auth = with_secret();
+        let now = unix_now();
+        let mut claims = claims_at(now);
+        claims["nbf"] = (now + 3600).into();
+        assert!(matches!(
+            auth.verify(&signed(claims.clone())),
+            Err(AuthError::NotYetValid)
+        ));
+        // Within the leeway, and in the past, it is fine.
+        claims["nbf"] = (now + 10).into();
+        assert!(auth.verify(&signed(claims.clone())).is_ok());
+        claims["nbf"] = (now - 60).into();
+        assert!(auth.verify(&signed(claims)).is_ok());
+    }
+
+    #[test]
+    fn token_lifetime_is_bounded() {
+        let auth = with_secret();
+        let max = AuthSettings::default().max_token_ttl_secs;
+        let now = unix_now();
+        // exp - iat over the maximum.
+        let mut claims = claims_at(now);
+        claims["exp"] = (now + max + 1).into();
+        assert!(matches!(
+            auth.verify(&signed(claims.clone())),
+            Err(AuthError::TooLong { .. })
+        ));
+        // Exactly the maximum is accepted.
+        claims["exp"] = (now + max).into();
+        assert!(auth.verify(&signed(claims.clone())).is_ok());
+        // Without `iat` the lifetime is unknown: refused.
+        claims.as_object_mut().unwrap().remove("iat");
+        assert!(matches!(
+            auth.verify(&signed(claims)),
+            Err(AuthError::Malformed(_))
+        ));
+        // Issued in the future (which would stretch its life past the maximum): refused.
+        let mut claims = claims_at(now + 10 * 365 * 24 * 3600);
+        claims["exp"] = (now + 10 * 365 * 24 * 3600 + 60).into();
+        assert!(matches!(
+            auth.verify(&signed(claims)),
+            Err(AuthError::NotYetValid)
+        ));
+    }
+
+    #[test]
+    fn the_token_command_signs_within_the_maximum_only() {
+        let auth = with_secret();
+        // The README's `--ttl 86400` (the command's default too).
+        let day = TokenRequest {
+            ttl_secs: 86_400,
+            ..request()
+        };
+        assert!(auth.verify(&auth.issue(&day).unwrap()).is_ok());
+        let too_long = TokenRequest {
+            ttl_secs: AuthSettings::default().max_token_ttl_secs + 1,
+            ..request()
+        };
+        assert!(matches!(
+            auth.issue(&too_long),
+            Err(AuthError::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Over the per-user rate limit; the client may try again after the given time (sent as
+    /// `Retry-After`, in whole seconds, at least one).
+    #[error("{0}")]
+    TooManyRequests(String, std::time::Duration),
     #[error("internal error")]
     Unexpected(#[from] anyhow::Error),
 }
@@ -37,6 +41,7 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooManyRequests(..) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -60,6 +65,14 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let body = Json(json!({ "error": code, "message": self.to_string() }));
-        (status, body).into_response()
+        let mut response = (status, body).into_response();
+        if let ApiError::TooManyRequests(_, wait) = &self {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs.max(1)),
+            );
+        }
+        response
     }
 }

@@ -17,7 +17,9 @@
 //! - [`cluster`]: several nodes on one Postgres: hearing the others' changes, readiness,
 //!   the node ID.
 //! - [`area_sync`]: catch-up and bootstrap by area for one connection.
-//! - [`live`]: open connections by user and device, so revocation cuts them at once.
+//! - [`live`]: open connections and changes-feed streams by user and device, so revocation
+//!   cuts them at once.
+//! - [`rate_limit`]: the per-user rate limit of the HTTP API.
 //! - [`storage`]: the `Store` with its Postgres and SQLite backends (the only sqlx user),
 //!   including the registry of areas, users and devices.
 //! - [`metrics`]: Prometheus counters, gauges and the merge latency histogram.
@@ -36,6 +38,7 @@ pub mod error;
 pub mod hub;
 pub mod live;
 pub mod metrics;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -142,8 +142,12 @@ pub struct AuthSettings {
     pub private_key_file: Option<PathBuf>,
     /// `RS256` or `EdDSA` when a public key file is given.
     pub algorithm: Option<String>,
-    /// Allowed clock skew when checking `exp`, in seconds.
+    /// Allowed clock skew when checking `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
+    /// Longest lifetime of a token (`exp - iat`) that is accepted, in seconds; longer ones,
+    /// and tokens without `iat`, are refused with 401 (and `lianxin-server token` refuses to
+    /// sign them).
+    pub max_token_ttl_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -156,6 +160,7 @@ impl Default for AuthSettings {
             private_key_file: None,
             algorithm: None,
             leeway_secs: 30,
+            max_token_ttl_secs: 30 * 24 * 3600,
         }
     }
 }
@@ -198,6 +203,22 @@ pub struct Limits {
     pub area_batch_bytes: usize,
     /// Timeout of plain HTTP requests.
     pub http_timeout_secs: u64,
+    /// Longest life of a server-sent-events stream of `/v1/changes`, in seconds; then the
+    /// server ends it and the client reconnects from its cursor (`Last-Event-ID`). A stream
+    /// also ends when its token expires, and at once when its user or device is revoked.
+    pub sse_max_secs: u64,
+    /// Longest wait of a `/v1/changes` long poll (`wait=`), in seconds.
+    pub long_poll_max_secs: u64,
+    /// Sustained HTTP requests per second allowed to one user (all their devices together);
+    /// beyond it, and beyond `http_burst`, 429 with `Retry-After`.
+    pub http_requests_per_second: u32,
+    /// Requests one user may make at once above the sustained rate.
+    pub http_burst: u32,
+    /// Largest serialized size of one page of a list (`/v1/households`, `/v1/visits`,
+    /// `/v1/requests`, `/v1/orders`, `/v1/history`, `/v1/changes`), in bytes. A page stops
+    /// before the row that would pass it (it always holds at least one row) and carries its
+    /// `next` token.
+    pub max_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -217,6 +238,11 @@ impl Default for Limits {
             area_batch_bytes: 1024 * 1024,
             compact_after_chunks: 64,
             http_timeout_secs: 30,
+            sse_max_secs: 600,
+            long_poll_max_secs: 30,
+            http_requests_per_second: 200,
+            http_burst: 1000,
+            max_page_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -94,6 +94,10 @@ impl Application {
             node,
             changes,
             connection_slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
+            rate_limit: Arc::new(crate::rate_limit::UserRateLimit::new(
+                settings.limits.http_requests_per_second,
+                settings.limits.http_burst,
+            )),
             settings: Arc::new(settings),
             store,
             auth: Arc::new(auth),

@@ -20,8 +20,10 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub hub: DocHub,
-    /// Open connections by user and device, for revocation.
+    /// Open connections and feed streams by user and device, for revocation.
     pub live: LiveConnections,
+    /// Requests per user on the HTTP API.
+    pub rate_limit: Arc<crate::rate_limit::UserRateLimit>,
     pub metrics: Arc<Metrics>,
     /// One permit per open websocket connection.
     pub connection_slots: Arc<Semaphore>,

@@ -79,6 +79,35 @@ fn require_within(identity: &Identity, area: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The one answer to creating a user or device under an ID that cannot be had: taken by a
+/// user or device inside the administrator's area or outside it, revoked or not, or reserved
+/// (`server`).
+///
+/// User and device IDs are global (a token names them, whatever the area), so whoever may
+/// create one learns whether an ID is free: that much cannot be hidden from a creator. What
+/// must not leak is anything about an entry outside the administrator's area. Answering "user
+/// … already exists" for it confirmed that a user by that ID is registered somewhere, and any
+/// answer that differed between "taken outside" and some other case would be an oracle too
+/// (even one fixed 409 body for "exists", since the administrator can list their own area and
+/// so tell "exists elsewhere" apart). So one answer covers every reason an ID is refused, and
+/// it says neither where nor what holds the ID (user or device, active or revoked), nor that a
+/// reserved ID is reserved: from the answer alone, "taken outside my area" cannot be told
+/// from "reserved". Reserved IDs belong to the same answer for that reason, though they never
+/// exist in the registry. Probing IDs one by one is slowed by the per-user HTTP rate limit
+/// and each refusal is logged with the administrator's ID.
+fn unavailable(identity: &Identity, id: &str) -> ApiError {
+    tracing::info!(%id, by = %identity.user.id, "creation refused: ID not available");
+    ApiError::Conflict(format!("the ID {id:?} is not available; choose another"))
+}
+
+/// `RegistryError::Exists` of a user or device creation as [`unavailable`].
+fn taken(identity: &Identity, id: &str) -> impl FnOnce(RegistryError) -> ApiError {
+    move |e| match e {
+        RegistryError::Exists(_) => unavailable(identity, id),
+        other => other.into(),
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
@@ -155,7 +184,8 @@ pub struct NewUser {
     request_body = NewUser,
     responses((status = 201, description = "Created", body = User),
               (status = 403, description = "Not an administrator of that area"),
-              (status = 409, description = "It exists")))]
+              (status = 409, description = "The ID is not available (taken anywhere, or reserved); \
+                the answer is the same whatever holds it, so it says nothing about other areas")))]
 pub async fn create_user(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -165,13 +195,10 @@ pub async fn create_user(
     if !ROLES.contains(&new.role.as_str()) {
         return Err(ApiError::Invalid(format!("unknown role {:?}", new.role)));
     }
-    if new.id == lianxin_protocol::domain::SERVER_USER {
-        return Err(ApiError::Invalid(format!(
-            "user id {:?} is reserved",
-            new.id
-        )));
-    }
     require_within(&identity, &new.area)?;
+    if new.id == lianxin_protocol::domain::SERVER_USER {
+        return Err(unavailable(&identity, &new.id));
+    }
     let user = User {
         id: new.id,
         name: new.name,
@@ -180,7 +207,11 @@ pub async fn create_user(
         department: new.department,
         revoked: false,
     };
-    state.store.create_user(&user).await?;
+    state
+        .store
+        .create_user(&user)
+        .await
+        .map_err(taken(&identity, &user.id))?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -226,7 +257,9 @@ async fn user_in_scope(state: &AppState, identity: &Identity, id: &str) -> Resul
     request_body = NewDevice,
     responses((status = 201, description = "Created", body = Device),
               (status = 403, description = "Not an administrator of that area"),
-              (status = 409, description = "It exists")))]
+              (status = 404, description = "No such user in the administrator's area"),
+              (status = 409, description = "The ID is not available (taken anywhere); the answer \
+                is the same whatever holds it, so it says nothing about other areas")))]
 pub async fn create_device(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -240,7 +273,11 @@ pub async fn create_device(
         label: new.label,
         revoked: false,
     };
-    state.store.create_device(&device).await?;
+    state
+        .store
+        .create_device(&device)
+        .await
+        .map_err(taken(&identity, &device.id))?;
     Ok((StatusCode::CREATED, Json(device)))
 }
 

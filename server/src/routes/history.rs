@@ -7,9 +7,15 @@
 //! answers at once when there are changes, else waits up to `wait` seconds for one (long poll),
 //! or streams server-sent events when asked for `text/event-stream`, resuming from
 //! `Last-Event-ID`.
+//!
+//! Both long-lived forms are registered in `LiveConnections` like websockets: revoking the
+//! user or device (on any node) ends them at once. A stream also ends at its token's `exp`
+//! and after `limits.sse_max_secs`; a long poll waits at most `limits.long_poll_max_secs` and
+//! not past its token's `exp`. Pages stop at `limits.max_page_bytes` of JSON.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -23,14 +29,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Authenticated, Identity};
 use crate::error::ApiError;
-use crate::routes::read::{checked_area, date, may_see, readable_kinds};
+use crate::live::StreamRegistration;
+use crate::routes::read::{checked_area, date, fit, may_see, page_bytes, readable_kinds};
 use crate::state::AppState;
 use crate::storage::read_model::{ChangeFilter, ChangeRow};
 
 /// Most changes in one answer.
 const MAX_CHANGES: i64 = 1_000;
-/// Longest long poll.
-const MAX_WAIT_SECS: u64 = 30;
 /// How often a waiting feed looks again even without a local notice (changes from other
 /// processes, and the transaction horizon moving on).
 const POLL: Duration = Duration::from_millis(500);
@@ -204,7 +209,7 @@ pub async fn area_history(
     let after = parse_cursor(params.after.as_deref())?;
     let limit = params.limit.unwrap_or(MAX_CHANGES).clamp(1, MAX_CHANGES);
     let rows = state.store.changes_after(after, &filter, limit).await?;
-    let page = page(rows, params.after);
+    let page = page(rows, params.after, page_bytes(&state));
     Ok(match params.format.unwrap_or_default() {
         crate::routes::read::Format::Json => Json(page).into_response(),
         crate::routes::read::Format::Csv => {
@@ -213,8 +218,11 @@ pub async fn area_history(
     })
 }
 
-fn page(rows: Vec<ChangeRow>, since: Option<String>) -> ChangesPage {
-    let changes: Vec<ChangeItem> = rows.into_iter().map(ChangeItem::from).collect();
+/// The page of `rows`, cut short at `budget` bytes of JSON (at least one change); `next`
+/// resumes after the last change it holds.
+fn page(rows: Vec<ChangeRow>, since: Option<String>, budget: usize) -> ChangesPage {
+    let mut changes: Vec<ChangeItem> = rows.into_iter().map(ChangeItem::from).collect();
+    fit(&mut changes, budget);
     let next = changes
         .last()
         .map(|c| c.cursor.clone())
@@ -233,19 +241,72 @@ pub struct FeedParams {
     pub since: Option<String>,
     /// At most this many changes per answer (default and maximum 1,000).
     pub limit: Option<i64>,
-    /// Long poll: wait up to this many seconds (at most 30) for a change when there is none.
+    /// Long poll: wait up to this many seconds (at most `limits.long_poll_max_secs`, 30 by
+    /// default, and not past the token's `exp`) for a change when there is none.
     pub wait: Option<u64>,
+}
+
+/// Why the server ended a stream of the feed: the data of its last event, `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// `limits.sse_max_secs` passed: reconnect with `Last-Event-ID`.
+    Lifetime,
+    /// The token's `exp` passed: reconnect with a fresh token.
+    TokenExpired,
+    /// The server is draining: reconnect (to another node).
+    Draining,
+    /// The user or device was revoked: do not reconnect.
+    Revoked,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Lifetime => "lifetime",
+            End::TokenExpired => "token-expired",
+            End::Draining => "draining",
+            End::Revoked => "revoked",
+        }
+    }
+}
+
+/// When a long-lived answer for a token expiring at `exp` (seconds since the epoch) must end
+/// at the latest, given its own longest life `max`, and why then.
+fn ends_at(exp: u64, max: Duration) -> (tokio::time::Instant, End) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let token_left = Duration::from_secs(exp.saturating_sub(now));
+    let start = tokio::time::Instant::now();
+    if token_left < max {
+        (start + token_left, End::TokenExpired)
+    } else {
+        (start + max, End::Lifetime)
+    }
 }
 
 /// The changes feed: accepted changes in the caller's area, in cursor order, resumable.
 ///
 /// With `Accept: text/event-stream` the answer is a stream of server-sent events (`change`,
-/// with the cursor as the event ID), resumable with `Last-Event-ID`.
+/// with the cursor as the event ID), resumable with `Last-Event-ID`. The server ends a stream
+/// with an `end` event whose data says why, and whose ID is the cursor to resume from:
+/// `lifetime` (after `limits.sse_max_secs`, 10 minutes by default) or `draining` (the node
+/// is shutting down): reconnect with `Last-Event-ID`; `token-expired` (at the token's
+/// `exp`): reconnect with a fresh token; `revoked` (the user or device was revoked, on any
+/// node; within a second or so): do not reconnect, the token is refused from now on.
+///
+/// A long poll (`wait`) likewise answers 401 at once when the user or device is revoked
+/// while it waits, and an empty page at its deadline or when the node drains.
+///
+/// Answers are cut short at `limits.max_page_bytes` of JSON (at least one change); `next`
+/// resumes after the last change given.
 #[utoipa::path(get, path = "/v1/changes", params(FeedParams), tag = "audit",
     security(("bearer" = [])),
     responses((status = 200, description = "Changes after the cursor", body = ChangesPage),
-              (status = 200, description = "A stream of `change` events", body = ChangeItem, content_type = "text/event-stream"),
-              (status = 400, description = "A malformed cursor")))]
+              (status = 200, description = "A stream of `change` events, ended by an `end` event naming why", body = ChangeItem, content_type = "text/event-stream"),
+              (status = 400, description = "A malformed cursor"),
+              (status = 401, description = "No valid token, or revoked while waiting")))]
 pub async fn changes(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -265,68 +326,165 @@ pub async fn changes(
         .map(str::to_owned)
         .or(params.since.clone());
     let after = parse_cursor(resume.as_deref())?;
+    let live = state
+        .live
+        .register_stream(&identity.user.id, &identity.device.id);
+    let waits = wants_stream || params.wait.is_some_and(|w| w > 0);
+    if waits && !still_active(&state, &identity).await? {
+        return Err(revoked());
+    }
+    let limits = &state.settings.limits;
     if wants_stream {
-        return Ok(Sse::new(event_stream(state, filter, after, limit))
+        let (until, why) = ends_at(
+            identity.claims.exp,
+            Duration::from_secs(limits.sse_max_secs),
+        );
+        let feed = Feed {
+            state: state.clone(),
+            filter,
+            after,
+            limit,
+            pending: VecDeque::new(),
+            live,
+            until,
+            at_deadline: why,
+            ended: false,
+        };
+        return Ok(Sse::new(event_stream(feed))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let wait = Duration::from_secs(params.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    let deadline = tokio::time::Instant::now() + wait;
+    let wait = Duration::from_secs(params.wait.unwrap_or(0).min(limits.long_poll_max_secs));
+    let (deadline, _) = ends_at(identity.claims.exp, wait);
+    let budget = page_bytes(&state);
     loop {
         // Register for the notice before looking, so a commit in between is not missed.
         let notified = state.changes.notified();
         let rows = state.store.changes_after(after, &filter, limit).await?;
+        if live.cut.revoked.is_cancelled() {
+            return Err(revoked());
+        }
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(page(rows, params.since)).into_response());
+            return Ok(Json(page(rows, params.since, budget)).into_response());
         }
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = live.cut.revoked.cancelled() => return Err(revoked()),
+            _ = live.cut.drained.cancelled() => {
+                return Ok(Json(page(Vec::new(), params.since, budget)).into_response());
+            }
             _ = state.shutdown.cancelled() => {
-                return Ok(Json(page(Vec::new(), params.since)).into_response());
+                return Ok(Json(page(Vec::new(), params.since, budget)).into_response());
             }
         }
     }
 }
 
-/// Server-sent events of the feed from `after` on, until the client goes or the server stops.
-fn event_stream(
+/// Whether the caller's user and device are still active, read again once the stream is
+/// registered: a revocation that landed between the token check and the registration cut
+/// nothing, and would otherwise leave the stream open for its whole life.
+async fn still_active(state: &AppState, identity: &Identity) -> Result<bool, ApiError> {
+    let user = state.store.get_user(&identity.user.id).await?;
+    let device = state.store.get_device(&identity.device.id).await?;
+    Ok(user.is_some_and(|u| !u.revoked) && device.is_some_and(|d| !d.revoked))
+}
+
+fn revoked() -> ApiError {
+    ApiError::Unauthorized("the user or device was revoked".into())
+}
+
+/// One server-sent-events stream of the feed.
+struct Feed {
     state: AppState,
     filter: ChangeFilter,
+    /// The cursor of the last change sent.
     after: (i64, i64),
     limit: i64,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let pending: std::collections::VecDeque<ChangeRow> = Default::default();
-    stream::unfold(
-        (state, filter, after, pending),
-        move |(state, filter, mut after, mut pending)| async move {
-            loop {
-                if let Some(row) = pending.pop_front() {
-                    after = (row.tx, row.id);
-                    let item = ChangeItem::from(row);
-                    let event = Event::default()
-                        .event("change")
-                        .id(item.cursor.clone())
-                        .json_data(&item)
-                        .unwrap_or_else(|_| Event::default().comment("unencodable change"));
-                    return Some((Ok(event), (state, filter, after, pending)));
-                }
-                let notified = state.changes.notified();
-                match state.store.changes_after(after, &filter, limit).await {
-                    Ok(rows) if !rows.is_empty() => {
-                        pending.extend(rows);
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "changes feed: reading failed; retrying"),
-                }
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = state.shutdown.cancelled() => return None,
-                }
+    /// Changes read and not sent yet.
+    pending: VecDeque<ChangeRow>,
+    /// Registered for revocation and draining until the stream is dropped.
+    live: StreamRegistration,
+    /// When the stream ends at the latest, and why then.
+    until: tokio::time::Instant,
+    at_deadline: End,
+    /// The `end` event was sent.
+    ended: bool,
+}
+
+impl Feed {
+    /// Why the stream must end now, if it must.
+    fn must_end(&self) -> Option<End> {
+        if self.live.cut.revoked.is_cancelled() {
+            Some(End::Revoked)
+        } else if self.live.cut.drained.is_cancelled() {
+            Some(End::Draining)
+        } else if tokio::time::Instant::now() >= self.until {
+            Some(self.at_deadline)
+        } else {
+            None
+        }
+    }
+
+    /// The last event: why the stream ends, with the cursor to resume from as its ID.
+    fn end(&mut self, why: End) -> Event {
+        self.ended = true;
+        tracing::debug!(why = why.as_str(), "changes stream ended by the server");
+        Event::default()
+            .event("end")
+            .id(format!("{}-{}", self.after.0, self.after.1))
+            .data(why.as_str())
+    }
+}
+
+/// Server-sent events of the feed from its cursor on, until the client goes, the server stops,
+/// or [`Feed::must_end`] says so (revoked, draining, token expired, lifetime over).
+fn event_stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(feed, |mut feed| async move {
+        if feed.ended {
+            return None;
+        }
+        loop {
+            // Checked before every change, so a revoked reader gets nothing more even from a
+            // batch already read.
+            if let Some(why) = feed.must_end() {
+                let event = feed.end(why);
+                return Some((Ok(event), feed));
             }
-        },
-    )
+            if let Some(row) = feed.pending.pop_front() {
+                feed.after = (row.tx, row.id);
+                let item = ChangeItem::from(row);
+                let event = Event::default()
+                    .event("change")
+                    .id(item.cursor.clone())
+                    .json_data(&item)
+                    .unwrap_or_else(|_| Event::default().comment("unencodable change"));
+                return Some((Ok(event), feed));
+            }
+            let notified = feed.state.changes.notified();
+            match feed
+                .state
+                .store
+                .changes_after(feed.after, &feed.filter, feed.limit)
+                .await
+            {
+                Ok(rows) if !rows.is_empty() => {
+                    feed.pending.extend(rows);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "changes feed: reading failed; retrying"),
+            }
+            let cut = feed.live.cut.clone();
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep_until(feed.until) => {}
+                _ = cut.revoked.cancelled() => {}
+                _ = cut.drained.cancelled() => {}
+                _ = feed.state.shutdown.cancelled() => return None,
+            }
+        }
+    })
 }

@@ -8,7 +8,8 @@
 //! everyone else gets the household with `residents: null` and `redacted: true`.
 //!
 //! Lists are paginated by keyset: `limit` (at most 1,000) and `after`, the `next` token of the
-//! previous page. `format=csv` returns the same rows as CSV (nested lists as JSON text).
+//! previous page. A page also stops short of `limits.max_page_bytes` of JSON (at least one row),
+//! with a `next` token. Figures and summaries are aggregates, not paged. `format=csv` returns the same rows as CSV (nested lists as JSON text).
 //! Times are milliseconds since the Unix epoch; dates are local `YYYY-MM-DD`.
 
 use axum::Json;
@@ -44,7 +45,9 @@ pub enum Format {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// Pass as `after` to get the next page; absent on the last page.
+    /// Pass as `after` to get the next page; absent on the last page. A page holds fewer than
+    /// `limit` rows when it reached the server's byte budget (`limits.max_page_bytes`); `next`
+    /// is then present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
@@ -163,6 +166,11 @@ pub(crate) fn date(value: Option<&str>, name: &str) -> Result<Option<LocalDate>,
         .transpose()
 }
 
+/// The byte budget of one page of a list.
+pub(crate) fn page_bytes(state: &AppState) -> usize {
+    state.settings.limits.max_page_bytes
+}
+
 /// The local zone of the deployment.
 fn offset(state: &AppState) -> i32 {
     state.settings.documents.utc_offset_secs
@@ -176,14 +184,49 @@ fn ms_range(state: &AppState, range: &DateRange) -> Result<(Option<i64>, Option<
     Ok((from, to))
 }
 
-/// The page of `items` as JSON or CSV; `key` gives the page token of an item.
+/// Bytes `value` takes as JSON, counted without building the text.
+pub(crate) fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// Keeps the longest run of `items` from the first whose JSON (with separators) fits in
+/// `budget` bytes, but always the first item, however large; returns whether any were left
+/// out (the page then needs a `next` token).
+pub(crate) fn fit<T: Serialize>(items: &mut Vec<T>, budget: usize) -> bool {
+    let mut total = 0usize;
+    for (i, item) in items.iter().enumerate() {
+        total = total.saturating_add(json_len(item) + 1);
+        if total > budget && i > 0 {
+            items.truncate(i);
+            return true;
+        }
+    }
+    false
+}
+
+/// The page of `items` as JSON or CSV; `key` gives the page token of an item. A page is cut
+/// short at `budget` bytes of JSON (see [`fit`]), and then carries a `next` token too.
 fn respond<T: Serialize>(
-    items: Vec<T>,
+    mut items: Vec<T>,
     limit: i64,
+    budget: usize,
     format: Option<Format>,
     key: impl Fn(&T) -> String,
 ) -> Response {
-    let next = (items.len() as i64 == limit)
+    let cut = fit(&mut items, budget);
+    let next = (cut || items.len() as i64 == limit)
         .then(|| items.last().map(&key))
         .flatten();
     match format.unwrap_or_default() {
@@ -229,10 +272,17 @@ pub(crate) fn csv<T: Serialize>(items: &[T], next: Option<String>) -> Response {
     response
 }
 
-/// One CSV field, quoted when it must be. A leading `=`, `+`, `-` or `@` is prefixed with `'`
-/// so a spreadsheet does not run it as a formula.
+/// First characters that make a spreadsheet read a cell as a formula (or, for TAB and CR,
+/// that some of them strip before looking again): the ASCII `=`, `+`, `-` and `@`, and the
+/// fullwidth forms an IME types (`＝`, `＋`, `－`, `＠`), which some spreadsheets fold to ASCII.
+const FORMULA_STARTS: [char; 10] = [
+    '=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+];
+
+/// One CSV field, quoted when it must be. A cell starting with one of [`FORMULA_STARTS`] is
+/// prefixed with `'` so a spreadsheet does not run it as a formula.
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) {
+    let value = if value.starts_with(FORMULA_STARTS) {
         format!("'{value}")
     } else {
         value.to_owned()
@@ -307,9 +357,13 @@ pub async fn households(
             resident_count: row.resident_count,
         })
         .collect();
-    Ok(respond(items, scope.limit, params.format, |h| {
-        format!("{}:{}", h.created_at, h.document_id)
-    }))
+    Ok(respond(
+        items,
+        scope.limit,
+        page_bytes(&state),
+        params.format,
+        |h| format!("{}:{}", h.created_at, h.document_id),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,9 +433,13 @@ pub async fn visits(
             on_listening_day: row.on_listening_day,
         })
         .collect();
-    Ok(respond(items, scope.limit, params.format, |v| {
-        format!("{}:{}", v.created_at, v.document_id)
-    }))
+    Ok(respond(
+        items,
+        scope.limit,
+        page_bytes(&state),
+        params.format,
+        |v| format!("{}:{}", v.created_at, v.document_id),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,9 +569,13 @@ pub async fn requests(
             }
         })
         .collect();
-    Ok(respond(items, scope.limit, params.format, |r| {
-        format!("{}:{}", r.created_at, r.document_id)
-    }))
+    Ok(respond(
+        items,
+        scope.limit,
+        page_bytes(&state),
+        params.format,
+        |r| format!("{}:{}", r.created_at, r.document_id),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,9 +667,13 @@ pub async fn orders(
             taken_at: row.taken_at,
         })
         .collect();
-    Ok(respond(items, scope.limit, params.format, |o| {
-        format!("{}:{}", o.created_at, o.document_id)
-    }))
+    Ok(respond(
+        items,
+        scope.limit,
+        page_bytes(&state),
+        params.format,
+        |o| format!("{}:{}", o.created_at, o.document_id),
+    ))
 }
 
 /// Orders counted by one field.
@@ -663,7 +729,9 @@ pub async fn order_summary(
             done: row.done,
         })
         .collect();
-    Ok(respond(items, i64::MAX, params.format, |_| String::new()))
+    Ok(respond(items, i64::MAX, usize::MAX, params.format, |_| {
+        String::new()
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -726,7 +794,9 @@ pub async fn station_summary(
             people_served: row.people_served,
         })
         .collect();
-    Ok(respond(items, i64::MAX, params.format, |_| String::new()))
+    Ok(respond(items, i64::MAX, usize::MAX, params.format, |_| {
+        String::new()
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -837,52 +907,86 @@ pub async fn listening_days(
         item.coverage = rate(item.households_visited, item.households);
     }
     let items: Vec<ListeningDayItem> = rows.into_values().collect();
-    Ok(respond(items, i64::MAX, params.format, |_| String::new()))
+    Ok(respond(items, i64::MAX, usize::MAX, params.format, |_| {
+        String::new()
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
 /// The figures supervisors publish, for one area node over one period.
+///
+/// Each group of figures comes from one kind of document, and is given only to roles that may
+/// read that kind across the area (`domain::access`); for other roles it is `null`. Request
+/// figures need a role that reads every request of the area (a department handler reads only
+/// those transferred to them, so gets none here); visit and household figures need visits;
+/// station figures need station logs; order figures need orders.
 #[derive(Debug, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AreaStats {
     pub area: String,
     /// Requests collected in the period.
-    pub requests_collected: i64,
+    pub requests_collected: Option<i64>,
     /// Of those, how many someone has worked on (handling or beyond).
-    pub requests_handled: i64,
+    pub requests_handled: Option<i64>,
     /// Of those, how many are resolved (resolved, called back or closed).
-    pub requests_resolved: i64,
+    pub requests_resolved: Option<i64>,
     /// handled / collected.
     pub handling_rate: Option<f64>,
     /// resolved / collected.
     pub resolution_rate: Option<f64>,
     /// Of those, how many are past their due time and not resolved, now.
-    pub overdue: i64,
+    pub overdue: Option<i64>,
     /// Of those, how many residents were called back.
-    pub called_back: i64,
+    pub called_back: Option<i64>,
     /// …and said they were satisfied.
-    pub satisfied: i64,
+    pub satisfied: Option<i64>,
     /// satisfied / called back.
     pub satisfaction_rate: Option<f64>,
     /// Households in the area (now).
-    pub households: i64,
+    pub households: Option<i64>,
     /// Distinct households visited in the period.
-    pub households_visited: i64,
+    pub households_visited: Option<i64>,
     /// households visited / households.
     pub coverage: Option<f64>,
-    pub visits: i64,
-    pub people_received: i64,
+    pub visits: Option<i64>,
+    pub people_received: Option<i64>,
     /// Station services logged in the period, and the people they served.
-    pub station_services: i64,
-    pub beneficiaries: i64,
+    pub station_services: Option<i64>,
+    pub beneficiaries: Option<i64>,
     /// Orders placed in the period; of those taken by a volunteer and done.
-    pub orders_placed: i64,
-    pub orders_taken: i64,
-    pub orders_done: i64,
+    pub orders_placed: Option<i64>,
+    pub orders_taken: Option<i64>,
+    pub orders_done: Option<i64>,
     /// Mean time from placing to taking, over the taken orders, in ms.
     pub mean_ms_to_take: Option<i64>,
+}
+
+/// Which groups of figures of [`AreaStats`] a role is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FigureKinds {
+    requests: bool,
+    visits: bool,
+    stations: bool,
+    orders: bool,
+}
+
+impl FigureKinds {
+    /// The groups whose kind `role` reads across its area. Request figures count every request
+    /// of the area, so a department handler (who reads only transferred ones) gets none.
+    fn of(role: Role) -> Self {
+        Self {
+            requests: access::may_read(role, Kind::Request) && role != Role::DepartmentHandler,
+            visits: access::may_read(role, Kind::Visit),
+            stations: access::may_read(role, Kind::StationLog),
+            orders: access::may_read(role, Kind::Order),
+        }
+    }
+
+    fn any(self) -> bool {
+        self.requests || self.visits || self.stations || self.orders
+    }
 }
 
 /// The period of the statistics (both required).
@@ -896,11 +1000,17 @@ pub struct StatsPeriod {
 }
 
 /// Statistics of the area (or of each child node) over a period.
+///
+/// Only the figures of kinds the caller's role may read are given; the others are `null`:
+/// request figures for roles that read every request of the area (not department handlers),
+/// visit, household and coverage figures for roles that read visits, station figures for
+/// roles that read station logs, order figures for roles that read orders. A role that reads
+/// none of them gets 403.
 #[utoipa::path(get, path = "/v1/stats", params(ListParams, StatsPeriod, SplitParams),
     tag = "read model", security(("bearer" = [])),
-    responses((status = 200, description = "One row per area node", body = Page<AreaStats>),
-              (status = 200, description = "The same rows as CSV", body = String, content_type = "text/csv"),
-              (status = 403, description = "Outside the caller's area or role")))]
+    responses((status = 200, description = "One row per area node; figures the caller's role may not read are null", body = Page<AreaStats>),
+              (status = 200, description = "The same rows as CSV (empty cells for figures the role may not read)", body = String, content_type = "text/csv"),
+              (status = 403, description = "Outside the caller's area, or a role that reads none of the figures")))]
 pub async fn stats(
     State(state): State<AppState>,
     Authenticated(identity): Authenticated,
@@ -909,7 +1019,13 @@ pub async fn stats(
     Query(split): Query<SplitParams>,
 ) -> Result<Response, ApiError> {
     let viewer = Viewer::new(&identity, params.area.as_deref())?;
-    viewer.require(&[Kind::Visit])?;
+    let shown = FigureKinds::of(viewer.role());
+    if !shown.any() {
+        return Err(ApiError::Forbidden(format!(
+            "the role {} reads none of the figures",
+            viewer.role()
+        )));
+    }
     let from = date(Some(&period.from), "from")?.expect("given");
     let to = date(Some(&period.to), "to")?.expect("given");
     let nodes: Vec<String> = match split.by.unwrap_or_default() {
@@ -933,41 +1049,53 @@ pub async fn stats(
     let mut items = Vec::with_capacity(nodes.len());
     for node in nodes {
         let store = &state.store;
-        let requests = store.request_figures(&node, from_ms, to_ms, now).await?;
-        let visits = store.visit_figures(&node, &from_day, &to_day).await?;
-        let households: i64 = store
-            .household_counts(&node)
-            .await?
-            .iter()
-            .map(|row| row.count)
-            .sum();
-        let stations = store.station_figures(&node, &from_day, &to_day).await?;
-        let orders = store.order_figures(&node, from_ms, to_ms).await?;
-        items.push(AreaStats {
-            area: node,
-            requests_collected: requests.collected,
-            requests_handled: requests.handled,
-            requests_resolved: requests.resolved,
-            handling_rate: rate(requests.handled, requests.collected),
-            resolution_rate: rate(requests.resolved, requests.collected),
-            overdue: requests.overdue,
-            called_back: requests.called_back,
-            satisfied: requests.satisfied,
-            satisfaction_rate: rate(requests.satisfied, requests.called_back),
-            households,
-            households_visited: visits.households_visited,
-            coverage: rate(visits.households_visited, households),
-            visits: visits.visits,
-            people_received: visits.people_received,
-            station_services: stations.services,
-            beneficiaries: stations.beneficiaries,
-            orders_placed: orders.placed,
-            orders_taken: orders.taken,
-            orders_done: orders.done,
-            mean_ms_to_take: (orders.taken > 0).then(|| orders.take_ms_total / orders.taken),
-        });
+        let mut item = AreaStats {
+            area: node.clone(),
+            ..AreaStats::default()
+        };
+        if shown.requests {
+            let requests = store.request_figures(&node, from_ms, to_ms, now).await?;
+            item.requests_collected = Some(requests.collected);
+            item.requests_handled = Some(requests.handled);
+            item.requests_resolved = Some(requests.resolved);
+            item.handling_rate = rate(requests.handled, requests.collected);
+            item.resolution_rate = rate(requests.resolved, requests.collected);
+            item.overdue = Some(requests.overdue);
+            item.called_back = Some(requests.called_back);
+            item.satisfied = Some(requests.satisfied);
+            item.satisfaction_rate = rate(requests.satisfied, requests.called_back);
+        }
+        if shown.visits {
+            let visits = store.visit_figures(&node, &from_day, &to_day).await?;
+            let households: i64 = store
+                .household_counts(&node)
+                .await?
+                .iter()
+                .map(|row| row.count)
+                .sum();
+            item.households = Some(households);
+            item.households_visited = Some(visits.households_visited);
+            item.coverage = rate(visits.households_visited, households);
+            item.visits = Some(visits.visits);
+            item.people_received = Some(visits.people_received);
+        }
+        if shown.stations {
+            let stations = store.station_figures(&node, &from_day, &to_day).await?;
+            item.station_services = Some(stations.services);
+            item.beneficiaries = Some(stations.beneficiaries);
+        }
+        if shown.orders {
+            let orders = store.order_figures(&node, from_ms, to_ms).await?;
+            item.orders_placed = Some(orders.placed);
+            item.orders_taken = Some(orders.taken);
+            item.orders_done = Some(orders.done);
+            item.mean_ms_to_take = (orders.taken > 0).then(|| orders.take_ms_total / orders.taken);
+        }
+        items.push(item);
     }
-    Ok(respond(items, i64::MAX, params.format, |_| String::new()))
+    Ok(respond(items, i64::MAX, usize::MAX, params.format, |_| {
+        String::new()
+    }))
 }
 
 /// The area `requested` (default: the caller's own), checked to be an area path within the
@@ -1007,10 +1135,61 @@ mod tests {
     }
 
     #[test]
+    fn figures_follow_what_each_role_reads() {
+        let all = FigureKinds {
+            requests: true,
+            visits: true,
+            stations: true,
+            orders: true,
+        };
+        assert_eq!(FigureKinds::of(Role::Supervisor), all);
+        assert_eq!(FigureKinds::of(Role::Admin), all);
+        assert_eq!(
+            FigureKinds::of(Role::Secretary),
+            FigureKinds {
+                requests: true,
+                visits: true,
+                stations: false,
+                orders: false,
+            }
+        );
+        assert_eq!(
+            FigureKinds::of(Role::Volunteer),
+            FigureKinds {
+                requests: false,
+                visits: false,
+                stations: false,
+                orders: true,
+            }
+        );
+        assert!(!FigureKinds::of(Role::DepartmentHandler).any());
+    }
+
+    #[test]
     fn csv_fields_are_quoted_and_defused() {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=SUM(A1)"), "'=SUM(A1)");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_defused() {
+        for (cell, expected) in [
+            ("+1+1", "'+1+1"),
+            ("-1+1", "'-1+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "\"'\r=1+1\""),
+            ("＝1+1", "'＝1+1"),
+            ("＋1", "'＋1"),
+            ("－1", "'－1"),
+            ("＠SUM(A1)", "'＠SUM(A1)"),
+        ] {
+            assert_eq!(csv_field(cell), expected, "{cell:?}");
+        }
+        // Inside a cell they are harmless.
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("电话＝无"), "电话＝无");
     }
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod convergence;
 mod device;
 mod field;
+mod hardening_http;
 mod interop;
 mod limits;
 mod memory;
