@@ -67,6 +67,7 @@ impl Default for DocumentSettings {
             listening_days: lianxin_protocol::domain::ListeningDays::default().days,
             due_times: lianxin_protocol::domain::DueTimes::default(),
             utc_offset_secs: lianxin_protocol::domain::SHANGHAI_OFFSET_SECS,
+            limits: lianxin_protocol::domain::SchemaLimits::default(),
         }
     }
 }
@@ -87,9 +88,25 @@ pub struct DocumentSettings {
     pub due_times: lianxin_protocol::domain::DueTimes,
     /// The local zone of dates and listening days, in seconds east of UTC (+8 by default).
     pub utc_offset_secs: i32,
+    /// How long each string and list of a document may be, as keys of this section:
+    /// `max_text_bytes` (free text such as a visit's `heard`; 8 KiB), `max_short_bytes`
+    /// (identifiers, codes, residents' names and numbers; 256), `max_list_items` (1000) and
+    /// `max_change_ops` (operations in one change; 100,000). Strings count bytes of UTF-8.
+    #[serde(flatten)]
+    pub limits: lianxin_protocol::domain::SchemaLimits,
 }
 
 impl DocumentSettings {
+    /// The write rules' configuration these settings describe.
+    pub fn rules(&self) -> lianxin_protocol::domain::CheckConfig {
+        lianxin_protocol::domain::CheckConfig {
+            listening_days: lianxin_protocol::domain::ListeningDays {
+                days: self.listening_days.clone(),
+            },
+            limits: self.limits,
+        }
+    }
+
     /// The projection configuration these settings describe.
     pub fn projection(&self) -> lianxin_protocol::domain::ProjectionConfig {
         lianxin_protocol::domain::ProjectionConfig {
@@ -364,6 +381,27 @@ mod tests {
                 settings.effective_database_url().expose_secret(),
                 "postgres://u:p@db/lianxin"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn document_limits_are_keys_of_the_documents_section() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "lianxin.toml",
+                "[documents]\nmax_text_bytes = 4096\nlistening_days = [1]\n",
+            )?;
+            jail.set_env("LIANXIN_DOCUMENTS__MAX_LIST_ITEMS", "50");
+            let settings = Settings::load(Some(Path::new("lianxin.toml"))).expect("loads");
+            let limits = settings.documents.rules().limits;
+            assert_eq!(limits.max_text_bytes, 4096);
+            assert_eq!(limits.max_list_items, 50);
+            assert_eq!(
+                limits.max_short_bytes,
+                lianxin_protocol::domain::SchemaLimits::default().max_short_bytes
+            );
+            assert_eq!(settings.documents.listening_days, [1]);
             Ok(())
         });
     }

@@ -70,11 +70,7 @@ impl Application {
             limits: settings.limits.clone(),
             server_peer: server_peer.clone(),
             allow_untyped: settings.documents.allow_untyped,
-            rules: lianxin_protocol::domain::CheckConfig {
-                listening_days: lianxin_protocol::domain::ListeningDays {
-                    days: settings.documents.listening_days.clone(),
-                },
-            },
+            rules: settings.documents.rules(),
             projection: settings.documents.projection(),
             server_actor: automerge::ActorId::random(),
             shutdown: shutdown.clone(),

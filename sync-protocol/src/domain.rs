@@ -27,9 +27,13 @@
 //!   sees the subtree of their node.
 //! - **Who**: the [`access`] tables say which [`Role`] reads, creates and edits which kind and
 //!   adds which request event; department handlers see only requests transferred to them.
-//! - **What**: [`validate`] checks a document against its kind's schema; [`check_change`] judges
-//!   a device's change on the document before and after it, and returns a [`Forbidden`] reason
-//!   or an [`Outcome`] with [`Flag`]s for the server.
+//! - **What**: [`validate`] checks a document against its kind's schema, which names every field
+//!   it may have and bounds every string and list ([`SchemaLimits`]); [`check_change`] judges a
+//!   device's change on the document before and after it, and on every operation of the change,
+//!   and returns a [`Forbidden`] reason or an [`Outcome`] with [`Flag`]s for the server.
+//! - **Personal data**: only households hold residents' names, phones and ID numbers. Other kinds
+//!   accept only the fields their schema names, and their free text may hold no phone or ID
+//!   number ([`PersonalNumber`]), in the document or in any new change's history.
 //! - **Beyond the merge**: a request's status comes from its timeline by a state machine
 //!   ([`request_flow::status`]), identical on every replica; each triage track has a due time
 //!   ([`due`]); visits are expected on listening days ([`ListeningDays`]); each order goes to the
@@ -43,7 +47,9 @@
 //!
 //! - [`area`], [`role`], [`kind`], [`origin`], [`date`]: the words of the field, as types.
 //! - [`access`]: the permission matrix. [`actor`]: who makes a change. [`forbidden`]: why not.
-//! - [`schema`] (+ `schema/<kind>.rs`): [`DocInfo`], [`read_info`], [`validate`], [`SchemaError`].
+//! - [`schema`] (+ `schema/<kind>.rs`, `schema/shape.rs`, `schema/ops.rs`, `schema/limits.rs`):
+//!   [`DocInfo`], [`read_info`], [`validate`], [`SchemaError`], [`SchemaLimits`].
+//! - [`personal_number`]: phone and resident ID numbers found in free text.
 //! - [`event`], [`request_flow`], [`due`]: a request's timeline, status and deadline.
 //! - [`listening_day`]: listening days and local dates.
 //! - [`order_flow`]: claims and arbitration of orders.
@@ -69,6 +75,7 @@ pub mod kind;
 pub mod listening_day;
 pub mod order_flow;
 pub mod origin;
+pub mod personal_number;
 pub mod projection;
 mod read;
 pub mod request_flow;
@@ -97,8 +104,11 @@ pub use kind::{Kind, KindError};
 pub use listening_day::{ListeningDays, local_date};
 pub use order_flow::{Claim, OrderStatus, read_claims, winning_claim};
 pub use origin::Origin;
+pub use personal_number::PersonalNumber;
 pub use projection::{Projected, ProjectionConfig, Record, describe, project};
 pub use request_flow::{Flow, Status, read_events, read_flow};
 pub use role::{Role, RoleError};
-pub use schema::{DocInfo, SCHEMA_VERSION, SchemaError, read_info, validate};
+pub use schema::{
+    DocInfo, SCHEMA_VERSION, SchemaError, SchemaLimits, read_info, validate, validate_with,
+};
 pub use write_rules::{CheckConfig, Flag, Outcome, check_change, check_change_with};

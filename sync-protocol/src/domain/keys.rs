@@ -14,8 +14,9 @@ pub const CREATED_AT: &str = "createdAt";
 /// The ROOT fields every document has, none of which may change after creation.
 pub const COMMON: [&str; 5] = [KIND, SCHEMA, AREA, CREATED_BY, CREATED_AT];
 
-/// Keys that hold residents' personal data. Only household documents may contain them, at any
-/// depth.
+/// Keys that hold residents' personal data in households. Every other kind's schema names none
+/// of them, so they are refused there like any unknown key; a refusal names them as personal
+/// data.
 pub const PERSONAL: [&str; 4] = [NAME, PHONE, ID_NUMBER, RESIDENTS];
 
 // household

@@ -5,31 +5,45 @@
 //! Every document is an Automerge document whose ROOT map holds the common fields `kind`,
 //! `schema`, `area`, `createdBy` and `createdAt`, and the fields of its kind (see the per-kind
 //! files under `schema/`). Validation follows the winner of any conflict, as every reader does,
-//! and accepts a string as a scalar or a Text object (see `read`).
+//! and accepts a string as a scalar or a Text object (see `read`); the shape (`schema/shape`)
+//! is checked on the losers of conflicts too.
 //!
-//! Forward compatibility: unknown ROOT fields and unknown keys in nested maps are allowed, so a
-//! newer client can add a field without an older server refusing its documents. The one
-//! exception is personal data: the keys `name`, `phone`, `idNumber` and `residents` anywhere in a
-//! document that is not a household make it invalid, because residents' personal data may live
-//! only in household documents, which only the roles that need it can read. An unknown schema
-//! version is refused outright: this server cannot know what the newer version promises.
+//! Personal data by allow-list: every kind names all its fields (`schema/shape`), and a key it
+//! does not name is refused, at ROOT and in nested maps. Until schema version 1 was hardened,
+//! unknown fields were allowed for forward compatibility, and four key names (`name`, `phone`,
+//! `idNumber`, `residents`) were refused outside households; but any other spelling
+//! (`residentName`, `mobile`, `idCard`, `{姓名, 电话}`) then carried residents' personal data to
+//! everyone who may read visits or requests. Residents' personal data may live only in household
+//! documents, which only the roles that need it can read. So a newer client that adds a field
+//! must bump the schema version, and an unknown schema version is refused outright: this server
+//! cannot know what the newer version promises. Outside households, free text is also searched
+//! for phone and ID numbers ([`PersonalNumber`]), and
+//! the write rules hold every operation of a new change to the same shape (`schema/ops`), so
+//! data written and deleted again, which stays in the history every reader receives, is refused
+//! too. Every string and list is held to [`SchemaLimits`].
 //!
 //! This module checks shape and types. It must not decide who may write what (that is
 //! [`write_rules`](super::write_rules)) nor compute a request's status (that is
 //! [`request_flow`](super::request_flow)).
 
 mod household;
+mod limits;
+mod ops;
 mod order;
 mod request;
+mod shape;
 mod station_log;
 mod visit;
 
-use automerge::{Automerge, ObjId, ObjType, ReadDoc, Value};
+use automerge::Automerge;
 use serde::{Deserialize, Serialize};
 
+pub use self::limits::SchemaLimits;
+pub(crate) use self::ops::check_operations;
 use super::area::AreaPath;
 use super::keys;
 use super::kind::Kind;
+use super::personal_number::PersonalNumber;
 use super::read::Node;
 
 /// The schema version this code reads and writes.
@@ -54,12 +68,38 @@ pub enum SchemaError {
     /// The document was written under a schema version this code does not know.
     #[error("`schema` is version {version}, but only version {SCHEMA_VERSION} is supported")]
     UnsupportedSchema { version: i64 },
-    /// Personal data in a document that is not a household.
+    /// A key that names residents' personal data, in a document that is not a household.
     #[error(
         "`{field}` is personal data, which only household documents may hold, not {kind} \
          documents"
     )]
     PersonalData { field: String, kind: Kind },
+    /// A key the kind's schema does not name.
+    #[error(
+        "`{field}` is not a field of {kind} documents (schema version {SCHEMA_VERSION} names \
+         every field they may have)"
+    )]
+    UnknownField { field: String, kind: Kind },
+    /// A resident's phone or ID number in the free text of a document that is not a household.
+    /// The number itself is never repeated.
+    #[error(
+        "`{field}` contains what looks like {found}, which is personal data that only household \
+         documents may hold, not {kind} documents"
+    )]
+    PersonalText {
+        field: String,
+        found: PersonalNumber,
+        kind: Kind,
+    },
+    /// A string longer than its limit.
+    #[error("`{field}` is longer than {max} bytes, the limit for this field")]
+    TooLong { field: String, max: usize },
+    /// A list longer than the limit.
+    #[error("`{field}` has more than {max} items, the limit for a list")]
+    TooMany { field: String, max: usize },
+    /// A change with more operations than the limit.
+    #[error("a change may hold at most {max} operations, and this one holds {ops}")]
+    TooManyOperations { ops: usize, max: usize },
 }
 
 /// The common fields of a document, fixed at creation.
@@ -103,15 +143,24 @@ pub fn read_info(doc: &Automerge) -> Result<DocInfo, SchemaError> {
     })
 }
 
-/// Checks that `doc` is a well-formed document of its kind and schema version, and returns its
-/// common fields.
+/// Checks that `doc` is a well-formed document of its kind and schema version, under the
+/// default [`SchemaLimits`], and returns its common fields.
 pub fn validate(doc: &Automerge) -> Result<DocInfo, SchemaError> {
+    validate_with(doc, &SchemaLimits::default())
+}
+
+/// Checks that `doc` is a well-formed document of its kind and schema version, with strings and
+/// lists within `limits`, and returns its common fields.
+pub fn validate_with(doc: &Automerge, limits: &SchemaLimits) -> Result<DocInfo, SchemaError> {
     let info = read_info(doc)?;
     if info.schema != SCHEMA_VERSION {
         return Err(SchemaError::UnsupportedSchema {
             version: i64::from(info.schema),
         });
     }
+    // The shape first: it reads no string longer than its limit, which the per-kind checks
+    // then read whole.
+    shape::check_document(doc, info.kind, limits)?;
     let root = Node::root(doc);
     match info.kind {
         Kind::Household => household::validate(&root)?,
@@ -120,52 +169,7 @@ pub fn validate(doc: &Automerge) -> Result<DocInfo, SchemaError> {
         Kind::Order => order::validate(&root)?,
         Kind::StationLog => station_log::validate(&root)?,
     }
-    if !info.kind.holds_personal_data() {
-        refuse_personal_data(doc, info.kind)?;
-    }
     Ok(info)
-}
-
-/// Fails if any map anywhere in `doc` has a personal-data key.
-///
-/// The walk visits every value, including the losers of conflicts, because a client can read
-/// those too. It keeps its own stack rather than recursing, so a maliciously deep document cannot
-/// overflow the server's stack.
-fn refuse_personal_data(doc: &Automerge, kind: Kind) -> Result<(), SchemaError> {
-    let mut stack: Vec<(ObjId, ObjType, String)> = vec![(ObjId::Root, ObjType::Map, String::new())];
-    while let Some((obj, obj_type, path)) = stack.pop() {
-        match obj_type {
-            ObjType::Map | ObjType::Table => {
-                for key in doc.keys(&obj) {
-                    let field = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    if keys::PERSONAL.contains(&key.as_str()) {
-                        return Err(SchemaError::PersonalData { field, kind });
-                    }
-                    for (value, id) in doc.get_all(&obj, key.as_str()).unwrap_or_default() {
-                        if let Value::Object(child_type) = value {
-                            stack.push((id, child_type, field.clone()));
-                        }
-                    }
-                }
-            }
-            ObjType::List => {
-                for index in 0..doc.length(&obj) {
-                    for (value, id) in doc.get_all(&obj, index).unwrap_or_default() {
-                        if let Value::Object(child_type) = value {
-                            stack.push((id, child_type, format!("{path}[{index}]")));
-                        }
-                    }
-                }
-            }
-            // Text holds characters, not keys.
-            ObjType::Text => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

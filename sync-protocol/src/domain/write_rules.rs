@@ -5,6 +5,11 @@
 //! stored) and `after` (with the change applied), and calls [`check_change`] before storing or
 //! relaying anything. A refusal is a [`Forbidden`] whose message goes back to the device.
 //!
+//! In both cases below, "valid" means the document after the change fits its schema under the
+//! configured [`SchemaLimits`], *and* so does every operation of every new change
+//! ([`schema`](super::schema), `schema/ops`): a value written and deleted again is refused like
+//! one that stays, because the history is what every reader receives.
+//!
 //! **Creation** (no stored document): the new document must be valid, the role may create its
 //! kind, its `area` is inside the user's area, `createdBy` is the user. A new request's events
 //! are all by the user; its first `collected` event comes with creating it (station staff may
@@ -66,16 +71,18 @@ use super::order_flow::{OrderStatus, read_assignee, read_claims, read_order_stat
 use super::read::Node;
 use super::request_flow::{read_events, status};
 use super::role::Role;
-use super::schema::{DocInfo, validate};
+use super::schema::{DocInfo, SchemaLimits, check_operations, validate_with};
 use super::wire_enum::clip;
 
-/// The configuration the write rules need: what is flagged depends on it, what is refused does
-/// not.
+/// The configuration the write rules need: what is flagged, and how long strings and lists may
+/// be.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CheckConfig {
     /// The days of the month visits are expected on.
     pub listening_days: ListeningDays,
+    /// How long strings and lists may be, and how many operations a change may hold.
+    pub limits: SchemaLimits,
 }
 
 /// Something about an accepted change that the server should act on or record.
@@ -131,11 +138,11 @@ pub fn check_change_with(
     let empty = Automerge::new();
     let (info, before, new_claims, new_events) = match info_before {
         None => {
-            let (info, new_events) = check_creation(actor, after)?;
+            let (info, new_events) = check_creation(&config.limits, actor, after)?;
             (info, &empty, Vec::new(), new_events)
         }
         Some(info_before) => {
-            let checked = check_update(actor, info_before, before, after)?;
+            let checked = check_update(&config.limits, actor, info_before, before, after)?;
             (checked.info, before, checked.new_claims, checked.new_events)
         }
     };
@@ -155,8 +162,26 @@ struct Update {
     new_events: Vec<usize>,
 }
 
-fn check_creation(actor: &Actor, after: &Automerge) -> Result<(DocInfo, Vec<usize>), Forbidden> {
-    let info = validate(after)?;
+/// Checks that `after` fits its schema, and that so does every operation of the changes it
+/// has beyond `before`: data written and deleted again stays in the history every reader
+/// receives (see `schema/ops`).
+fn check_schema(
+    limits: &SchemaLimits,
+    before: &Automerge,
+    after: &Automerge,
+) -> Result<DocInfo, Forbidden> {
+    let info = validate_with(after, limits)?;
+    let new_changes = after.get_changes(&before.get_heads());
+    check_operations(info.kind, &new_changes, before, after, limits)?;
+    Ok(info)
+}
+
+fn check_creation(
+    limits: &SchemaLimits,
+    actor: &Actor,
+    after: &Automerge,
+) -> Result<(DocInfo, Vec<usize>), Forbidden> {
+    let info = check_schema(limits, &Automerge::new(), after)?;
     if !may_create(actor.role, info.kind) {
         return Err(Forbidden::MayNotCreate {
             role: actor.role,
@@ -210,6 +235,7 @@ fn check_creation(actor: &Actor, after: &Automerge) -> Result<(DocInfo, Vec<usiz
 }
 
 fn check_update(
+    limits: &SchemaLimits,
     actor: &Actor,
     info_before: &DocInfo,
     before: &Automerge,
@@ -226,7 +252,7 @@ fn check_update(
             return Err(Forbidden::FixedField { field });
         }
     }
-    let info = validate(after)?;
+    let info = check_schema(limits, before, after)?;
     let changed = compare::changed_keys(before, after, &ROOT);
     // A change that leaves every field as it was (an empty change) harms nobody, whoever sends it.
     if !changed.is_empty() && !server && !may_write(actor.role, info.kind) {

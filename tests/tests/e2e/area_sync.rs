@@ -165,7 +165,7 @@ async fn catch_up_after_changes_in_any_order_ends_identical_to_the_server(backen
         let mine = all[rng.below(all.len())];
         phone
             .change(mine, |tx| {
-                tx.put(ROOT, "followUp", format!("secretary, round {round}"))
+                tx.put(ROOT, "heard", format!("secretary, round {round}"))
             })
             .await
             .unwrap();

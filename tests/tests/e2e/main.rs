@@ -14,6 +14,7 @@ mod limits;
 mod memory;
 mod metrics;
 mod people;
+mod personal_data;
 mod read_model;
 mod storage;
 mod sync;

@@ -99,7 +99,7 @@ async fn eviction_under_a_tiny_cap_loses_nothing(backend: Backend) {
         };
         let edits_b = async {
             for id in ids.iter().rev() {
-                b.change(*id, |tx| tx.put(ROOT, "followUp", format!("b{round}")))
+                b.change(*id, |tx| tx.put(ROOT, "household", format!("b{round}")))
                     .await
                     .unwrap();
             }
@@ -133,8 +133,8 @@ async fn eviction_under_a_tiny_cap_loses_nothing(backend: Backend) {
                 .and_then(|(v, _)| v.into_string().ok())
         };
         assert_eq!(field("heard").as_deref(), Some("a2"), "{id}");
-        assert_eq!(field("followUp").as_deref(), Some("b2"), "{id}");
-        assert_eq!(text(&a, *id, "followUp").as_deref(), Some("b2"));
+        assert_eq!(field("household").as_deref(), Some("b2"), "{id}");
+        assert_eq!(text(&a, *id, "household").as_deref(), Some("b2"));
         assert_eq!(text(&b, *id, "heard").as_deref(), Some("a2"));
     }
 

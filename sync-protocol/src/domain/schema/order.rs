@@ -10,6 +10,26 @@ use crate::domain::keys;
 use crate::domain::order_flow::{Claim, OrderStatus};
 use crate::domain::read::Node;
 use crate::domain::schema::SchemaError;
+use crate::domain::schema::shape::{Class, Field, Shape};
+
+/// The fields of an order besides the common ones.
+pub(super) const FIELDS: &[Field] = &[
+    (keys::REQUESTER, Shape::Str(Class::Id)),
+    (keys::SERVICE_KIND, Shape::Str(Class::Code)),
+    (keys::WINDOW_START, Shape::Int),
+    (keys::WINDOW_END, Shape::Int),
+    (keys::PLACE, Shape::Str(Class::Text)),
+    (keys::CLAIMS, Shape::List(&Shape::Map(CLAIM))),
+    (keys::ASSIGNEE, Shape::Str(Class::Id)),
+    (keys::STATUS, Shape::Str(Class::Code)),
+];
+
+/// The fields of a claim.
+const CLAIM: &[Field] = &[
+    (keys::VOLUNTEER, Shape::Str(Class::Id)),
+    (keys::DEVICE, Shape::Str(Class::Id)),
+    (keys::AT, Shape::Int),
+];
 
 pub(super) fn validate(root: &Node<'_>) -> Result<(), SchemaError> {
     root.req_id(keys::REQUESTER)?;

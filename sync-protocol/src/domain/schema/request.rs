@@ -12,6 +12,29 @@ use crate::domain::keys;
 use crate::domain::origin::Origin;
 use crate::domain::read::Node;
 use crate::domain::schema::SchemaError;
+use crate::domain::schema::shape::{Class, Field, Shape};
+
+/// The fields of a request besides the common ones.
+pub(super) const FIELDS: &[Field] = &[
+    (keys::ORIGIN, Shape::Str(Class::Code)),
+    (keys::HOUSEHOLD, Shape::Str(Class::Id)),
+    (keys::VISIT, Shape::Str(Class::Id)),
+    (keys::CATEGORY, Shape::Str(Class::Code)),
+    (keys::DESCRIPTION, Shape::Str(Class::Text)),
+    (keys::TIMELINE, Shape::List(&Shape::Map(EVENT))),
+];
+
+/// The fields of a timeline event (see `event`).
+const EVENT: &[Field] = &[
+    (keys::TYPE, Shape::Str(Class::Code)),
+    (keys::AT, Shape::Int),
+    (keys::BY, Shape::Str(Class::Id)),
+    (keys::DEVICE, Shape::Str(Class::Id)),
+    (keys::NOTE, Shape::Str(Class::Text)),
+    (keys::TRACK, Shape::Str(Class::Code)),
+    (keys::DEPARTMENT, Shape::Str(Class::Id)),
+    (keys::SATISFACTION, Shape::Str(Class::Code)),
+];
 
 pub(super) fn validate(root: &Node<'_>) -> Result<(), SchemaError> {
     root.req_parsed::<Origin>(keys::ORIGIN)?;

@@ -7,6 +7,21 @@ use crate::domain::date::LocalDate;
 use crate::domain::keys;
 use crate::domain::read::Node;
 use crate::domain::schema::SchemaError;
+use crate::domain::schema::shape::{Class, Field, Shape};
+
+/// The fields of a station log besides the common ones.
+pub(super) const FIELDS: &[Field] = &[
+    (keys::STATION, Shape::Str(Class::Id)),
+    (keys::DATE, Shape::Str(Class::Code)),
+    (keys::ENTRIES, Shape::List(&Shape::Map(ENTRY))),
+];
+
+/// The fields of a log entry.
+const ENTRY: &[Field] = &[
+    (keys::SERVICE_KIND, Shape::Str(Class::Code)),
+    (keys::PEOPLE_SERVED, Shape::Int),
+    (keys::SERVED_BY, Shape::Str(Class::Id)),
+];
 
 pub(super) fn validate(root: &Node<'_>) -> Result<(), SchemaError> {
     root.req_id(keys::STATION)?;

@@ -9,6 +9,17 @@ use crate::domain::date::LocalDate;
 use crate::domain::keys;
 use crate::domain::read::Node;
 use crate::domain::schema::SchemaError;
+use crate::domain::schema::shape::{Class, Field, Shape};
+
+/// The fields of a visit besides the common ones.
+pub(super) const FIELDS: &[Field] = &[
+    (keys::HOUSEHOLD, Shape::Str(Class::Id)),
+    (keys::DATE, Shape::Str(Class::Code)),
+    (keys::VISITORS, Shape::List(&Shape::Str(Class::Id))),
+    (keys::HEARD, Shape::Str(Class::Text)),
+    (keys::PEOPLE_RECEIVED, Shape::Int),
+    (keys::REQUESTS, Shape::List(&Shape::Str(Class::Id))),
+];
 
 pub(super) fn validate(root: &Node<'_>) -> Result<(), SchemaError> {
     root.req_id(keys::HOUSEHOLD)?;

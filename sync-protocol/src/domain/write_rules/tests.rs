@@ -13,8 +13,9 @@ use crate::domain::builders::{
 use crate::domain::event::{EventKind, EventType, Satisfaction, Track};
 use crate::domain::fixtures::*;
 use crate::domain::order_flow::{Claim, winning_claim};
+use crate::domain::personal_number::PersonalNumber;
 use crate::domain::request_flow::{Status, read_flow};
-use crate::domain::schema::SchemaError;
+use crate::domain::schema::{SchemaError, SchemaLimits, validate};
 
 /// The server's copy of one document, judging every change it receives.
 struct Server {
@@ -148,6 +149,7 @@ fn a_visit_off_a_listening_day_is_accepted_but_flagged() {
     // With the 6th configured as a listening day, the same visit is not flagged.
     let config = CheckConfig {
         listening_days: ListeningDays { days: vec![6] },
+        ..CheckConfig::default()
     };
     let outcome = check_change_with(&config, &secretary(), None, &Automerge::new(), &doc).unwrap();
     assert!(outcome.flags.is_empty());
@@ -435,24 +437,33 @@ fn department_handlers_work_only_on_requests_transferred_to_them() {
 }
 
 #[test]
-fn unknown_root_fields_follow_the_edit_table() {
+fn fields_follow_the_edit_table_and_unknown_fields_are_refused_to_all() {
     let server = Server::new(&grid_worker(), &order("grid-1"));
     assert!(
         server
             .try_edit(&grid_worker(), |tx| tx
-                .put(ROOT, "urgency", "high")
+                .put(ROOT, "place", "gate 2")
                 .unwrap())
             .is_ok()
     );
     assert_eq!(
         server
             .try_edit(&volunteer("vol-1"), |tx| tx
-                .put(ROOT, "urgency", "low")
+                .put(ROOT, "place", "gate 3")
                 .unwrap())
             .unwrap_err()
             .to_string(),
-        "volunteers may not change `urgency` in order documents"
+        "volunteers may not change `place` in order documents"
     );
+    for actor in [grid_worker(), server_actor()] {
+        assert_eq!(
+            server.try_edit(&actor, |tx| tx.put(ROOT, "urgency", "high").unwrap()),
+            Err(Forbidden::Invalid(SchemaError::UnknownField {
+                field: "urgency".to_owned(),
+                kind: Kind::Order
+            }))
+        );
+    }
 }
 
 #[test]
@@ -1046,4 +1057,315 @@ fn text_and_counter_values_are_compared_by_content_too() {
         }),
         Err(Forbidden::TimelineRewritten { index: 0 })
     );
+}
+
+// ----- personal data and limits, in every operation of a change -----
+
+/// What the server says about everything `device` has beyond the stored document, judged as one
+/// message.
+fn judge(server: &Server, actor: &Actor, device: &Automerge) -> Result<Outcome, Forbidden> {
+    let after = received(&server.doc, device);
+    check_change(actor, Some(&server.info), &server.doc, &after)
+}
+
+/// A visit whose `heard` is a Text object, as JavaScript clients write it.
+fn visit_with_text() -> Server {
+    let mut doc = visit("sec-1", "2026-03-05");
+    edit(&mut doc, |tx| {
+        let heard = tx.put_object(ROOT, "heard", ObjType::Text).unwrap();
+        tx.splice_text(&heard, 0, 0, "楼道灯坏了").unwrap();
+    });
+    Server::new(&secretary(), &doc)
+}
+
+fn heard(tx: &automerge::transaction::Transaction<'_>) -> ObjId {
+    tx.get(ROOT, "heard").unwrap().unwrap().1
+}
+
+#[test]
+fn a_name_written_then_deleted_in_a_later_change_is_refused() {
+    let server = Server::new(&secretary(), &visit("sec-1", "2026-03-05"));
+    let mut phone = device(&server.doc, 0x42);
+    edit(&mut phone, |tx| tx.put(ROOT, "name", "王秀兰").unwrap());
+    edit(&mut phone, |tx| tx.delete(ROOT, "name").unwrap());
+    // The document after both changes is clean…
+    assert!(validate(&received(&server.doc, &phone)).is_ok());
+    // …but the first change is in the history every reader of the visit receives.
+    assert_eq!(
+        judge(&server, &secretary(), &phone),
+        Err(Forbidden::Invalid(SchemaError::PersonalData {
+            field: "name".to_owned(),
+            kind: Kind::Visit
+        }))
+    );
+    // Written and deleted within one change, under another key.
+    let mut phone = device(&server.doc, 0x43);
+    edit(&mut phone, |tx| {
+        tx.put(ROOT, "residentName", "王秀兰").unwrap();
+        tx.delete(ROOT, "residentName").unwrap();
+    });
+    assert!(matches!(
+        judge(&server, &secretary(), &phone),
+        Err(Forbidden::Invalid(SchemaError::UnknownField { field, .. })) if field == "residentName"
+    ));
+    // A number in free text, replaced in a later change.
+    let mut phone = device(&server.doc, 0x44);
+    edit(&mut phone, |tx| {
+        tx.put(ROOT, "heard", "回电 139 1234 5678").unwrap()
+    });
+    edit(&mut phone, |tx| tx.put(ROOT, "heard", "回电").unwrap());
+    assert!(matches!(
+        judge(&server, &secretary(), &phone),
+        Err(Forbidden::Invalid(SchemaError::PersonalText { field, .. })) if field == "heard"
+    ));
+}
+
+#[test]
+fn each_way_of_smuggling_personal_data_is_refused() {
+    let server = Server::new(&secretary(), &visit("sec-1", "2026-03-05"));
+    for (key, value) in [
+        ("residentName", "王秀兰"),
+        ("mobile", "13912345678"),
+        ("idCard", "11010519491231002X"),
+    ] {
+        assert!(
+            matches!(
+                server.try_edit(&secretary(), |tx| tx.put(ROOT, key, value).unwrap()),
+                Err(Forbidden::Invalid(SchemaError::UnknownField { .. }))
+            ),
+            "{key}"
+        );
+    }
+    let nested = server.try_edit(&secretary(), |tx| {
+        let resident = tx.put_object(ROOT, "住户", ObjType::Map).unwrap();
+        tx.put(&resident, "姓名", "王秀兰").unwrap();
+        tx.put(&resident, "电话", "13912345678").unwrap();
+    });
+    assert!(matches!(
+        nested,
+        Err(Forbidden::Invalid(SchemaError::UnknownField { field, .. })) if field == "住户"
+    ));
+    // In a map the schema has: a new timeline event.
+    let server = Server::new(&secretary(), &request("sec-1"));
+    let in_event = server.try_edit(&secretary(), |tx| {
+        append_request_event(tx, &ev(EventKind::Handling, "sec-1", T0 + 1)).unwrap();
+        let timeline = timeline(tx);
+        let (_, event) = tx.get(&timeline, 1).unwrap().unwrap();
+        tx.put(&event, "姓名", "王秀兰").unwrap();
+        tx.put(&event, "电话", "13912345678").unwrap();
+    });
+    assert!(matches!(
+        in_event,
+        Err(Forbidden::Invalid(SchemaError::UnknownField { field, .. }))
+            if field == "timeline[1].姓名" || field == "timeline[1].电话"
+    ));
+    // At creation too.
+    let mut created = visit("sec-1", "2026-03-05");
+    edit(&mut created, |tx| {
+        tx.put(ROOT, "mobile", "13912345678").unwrap();
+        tx.delete(ROOT, "mobile").unwrap();
+    });
+    assert!(matches!(
+        check_change(&secretary(), None, &Automerge::new(), &created),
+        Err(Forbidden::Invalid(SchemaError::UnknownField { .. }))
+    ));
+}
+
+#[test]
+fn a_number_typed_into_text_and_deleted_again_is_refused() {
+    let server = visit_with_text();
+    // Ordinary typing is fine.
+    assert!(
+        server
+            .try_edit(&secretary(), |tx| {
+                let heard = heard(tx);
+                tx.splice_text(&heard, 5, 0, "，3 号楼 2 单元，已报修")
+                    .unwrap();
+            })
+            .is_ok()
+    );
+    // Typed across changes, then deleted.
+    let mut phone = device(&server.doc, 0x42);
+    edit(&mut phone, |tx| {
+        let heard = heard(tx);
+        tx.splice_text(&heard, 5, 0, "，回电 139 1234").unwrap();
+    });
+    edit(&mut phone, |tx| {
+        let heard = heard(tx);
+        let end = tx.length(&heard);
+        tx.splice_text(&heard, end, 0, " 5678").unwrap();
+    });
+    edit(&mut phone, |tx| {
+        let heard = heard(tx);
+        tx.splice_text(&heard, 5, 18, "").unwrap();
+    });
+    assert_eq!(
+        phone
+            .text(phone.get(ROOT, "heard").unwrap().unwrap().1)
+            .unwrap(),
+        "楼道灯坏了"
+    );
+    assert!(matches!(
+        judge(&server, &secretary(), &phone),
+        Err(Forbidden::Invalid(SchemaError::PersonalText {
+            found: PersonalNumber::MobilePhone,
+            ..
+        }))
+    ));
+    // Typed back to front, each digit at the start, and deleted in the same change: the
+    // insertion order spells nothing, the places in the sequence do.
+    let back_to_front = server.try_edit(&secretary(), |tx| {
+        let heard = heard(tx);
+        for digit in "11010519491231002X".chars().rev() {
+            tx.splice_text(&heard, 0, 0, &digit.to_string()).unwrap();
+        }
+        tx.splice_text(&heard, 0, 18, "").unwrap();
+    });
+    assert!(matches!(
+        back_to_front,
+        Err(Forbidden::Invalid(SchemaError::PersonalText {
+            found: PersonalNumber::ResidentId,
+            ..
+        }))
+    ));
+    // The same digits kept apart by older text are not one number.
+    assert!(
+        server
+            .try_edit(&secretary(), |tx| {
+                let heard = heard(tx);
+                tx.splice_text(&heard, 4, 0, "139").unwrap();
+                tx.splice_text(&heard, 2, 0, "12345678").unwrap();
+            })
+            .is_ok()
+    );
+}
+
+#[test]
+fn text_holds_characters_only() {
+    use automerge::marks::{ExpandMark, Mark};
+    let server = visit_with_text();
+    assert_eq!(
+        server
+            .try_edit(&secretary(), |tx| {
+                let heard = heard(tx);
+                tx.mark(
+                    &heard,
+                    Mark::new("comment".into(), "13912345678", 0, 2),
+                    ExpandMark::None,
+                )
+                .unwrap();
+            })
+            .unwrap_err()
+            .to_string(),
+        "`heard` is invalid: marks are not part of the schema"
+    );
+    assert!(matches!(
+        server.try_edit(&secretary(), |tx| {
+            let heard = heard(tx);
+            let block = tx.split_block(&heard, 0).unwrap();
+            tx.put(&block, "name", "王秀兰").unwrap();
+        }),
+        Err(Forbidden::Invalid(SchemaError::Invalid { .. }))
+    ));
+}
+
+#[test]
+fn changes_are_held_to_the_limits_even_for_what_they_delete() {
+    let server = visit_with_text();
+    // More than the limit inserted, then deleted, in one change.
+    let inserted = server.try_edit(&secretary(), |tx| {
+        let heard = heard(tx);
+        tx.splice_text(&heard, 0, 0, &"a".repeat(9_000)).unwrap();
+        tx.splice_text(&heard, 0, 9_000, "").unwrap();
+    });
+    assert!(matches!(
+        inserted,
+        Err(Forbidden::Invalid(SchemaError::TooLong { field, max: 8192 })) if field == "heard"
+    ));
+    // A megabyte written, then replaced in a later change.
+    let mut phone = device(&server.doc, 0x42);
+    edit(&mut phone, |tx| {
+        tx.put(ROOT, "heard", "好".repeat(350_000)).unwrap()
+    });
+    edit(&mut phone, |tx| tx.put(ROOT, "heard", "short").unwrap());
+    assert!(matches!(
+        judge(&server, &secretary(), &phone),
+        Err(Forbidden::Invalid(SchemaError::TooLong { .. }))
+    ));
+    // Operations per change, counted before any is read.
+    let config = CheckConfig {
+        limits: SchemaLimits {
+            max_change_ops: 10,
+            ..SchemaLimits::default()
+        },
+        ..CheckConfig::default()
+    };
+    let doc = visit("sec-1", "2026-03-05");
+    let ops = doc.get_changes(&[])[0].len();
+    assert_eq!(
+        check_change_with(&config, &secretary(), None, &Automerge::new(), &doc),
+        Err(Forbidden::Invalid(SchemaError::TooManyOperations {
+            ops,
+            max: 10
+        }))
+    );
+    assert!(check_change(&secretary(), None, &Automerge::new(), &doc).is_ok());
+}
+
+#[test]
+fn a_field_stored_before_the_allow_list_can_be_removed_but_not_written() {
+    // Stored before unknown fields were refused, so never judged by these rules.
+    let mut doc = visit("sec-1", "2026-03-05");
+    edit(&mut doc, |tx| {
+        let extra = tx.put_object(ROOT, "followUp", ObjType::Map).unwrap();
+        tx.put(&extra, "when", "next week").unwrap();
+    });
+    let server = Server {
+        info: crate::domain::schema::read_info(&doc).unwrap(),
+        doc,
+    };
+    assert!(matches!(
+        server.try_edit(&secretary(), |tx| {
+            let (_, extra) = tx.get(ROOT, "followUp").unwrap().unwrap();
+            tx.put(&extra, "when", "tomorrow").unwrap();
+        }),
+        Err(Forbidden::Invalid(SchemaError::UnknownField { field, .. })) if field == "followUp"
+    ));
+    assert!(
+        server
+            .try_edit(&secretary(), |tx| tx.delete(ROOT, "followUp").unwrap())
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_write_into_a_list_replaced_meanwhile_is_judged_by_the_fields_of_the_kind() {
+    let server = Server::new(&secretary(), &visit("sec-1", "2026-03-05"));
+    let mut offline = device(&server.doc, 0x42);
+    let mut online = device(&server.doc, 0x43);
+    // One device replaces `visitors` (as a JavaScript client assigning an array does)…
+    edit(&mut online, |tx| {
+        let visitors = tx.put_object(ROOT, "visitors", ObjType::List).unwrap();
+        tx.insert(&visitors, 0, "sec-1").unwrap();
+    });
+    let mut server = server;
+    server.receive(&secretary(), &online).unwrap();
+    // …while another, offline, adds to the old one: its change lands in a deleted list.
+    let mut added = offline
+        .fork()
+        .with_actor(automerge::ActorId::from([0x44; 16]));
+    edit(&mut offline, |tx| {
+        let (_, visitors) = tx.get(ROOT, "visitors").unwrap().unwrap();
+        tx.insert(&visitors, 2, "sec-3").unwrap();
+    });
+    assert!(server.receive(&secretary(), &offline).is_ok());
+    // Personal data is still found there.
+    edit(&mut added, |tx| {
+        let (_, visitors) = tx.get(ROOT, "visitors").unwrap().unwrap();
+        tx.insert(&visitors, 2, "回电 13912345678").unwrap();
+    });
+    assert!(matches!(
+        server.receive(&secretary(), &added),
+        Err(Forbidden::Invalid(SchemaError::PersonalText { .. }))
+    ));
 }
