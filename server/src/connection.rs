@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::area_sync;
 use crate::auth::Identity;
-use crate::hub::{ConnId, DocCommand, DocLease, Peer};
+use crate::hub::{ConnId, DocCommand, DocLease, Peer, Strikes};
+use crate::outbox::{Outbox, OutboxRx};
 use crate::state::AppState;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -50,6 +51,8 @@ enum End {
     Socket(String),
     /// The user or device was revoked while connected.
     Revoked,
+    /// The malformed-message budget was spent.
+    Malformed,
 }
 
 /// Runs one upgraded connection to its end. `_permit` holds its place under the connection
@@ -100,6 +103,10 @@ struct Connection {
     /// Where the area-sync task puts its batches (see `crate::area_sync`), and the task.
     area_out: Option<mpsc::Sender<area_sync::Batch>>,
     area_task: Option<tokio::task::JoinHandle<()>>,
+    /// Malformed messages so far, against `limits.max_malformed_messages`.
+    strikes: Arc<Strikes>,
+    /// Ephemeral messages this connection may still send (`limits.ephemeral_per_second`).
+    ephemeral_rate: governor::DefaultDirectRateLimiter,
 }
 
 impl Connection {
@@ -110,7 +117,6 @@ impl Connection {
         Self {
             cut,
             conn,
-            state,
             identity,
             leases: HashMap::new(),
             lease_use: HashMap::new(),
@@ -121,6 +127,9 @@ impl Connection {
             kill: CancellationToken::new(),
             area_out: None,
             area_task: None,
+            strikes: Arc::new(Strikes::new(state.settings.limits.max_malformed_messages)),
+            ephemeral_rate: ephemeral_rate(&state.settings.limits),
+            state,
         }
     }
 
@@ -201,6 +210,7 @@ impl Connection {
             }
             WsMessage::Text(_) => {
                 self.state.metrics.malformed_messages.inc();
+                self.strikes.strike();
                 tracing::warn!("text frame refused");
                 self.send_error(
                     socket,
@@ -221,6 +231,7 @@ impl Connection {
             Ok(message) => Some(message),
             Err(e) => {
                 self.state.metrics.malformed_messages.inc();
+                self.strikes.strike();
                 tracing::warn!(error = %e, bytes = bytes.len(), "malformed message");
                 self.send_error(
                     socket,
@@ -234,7 +245,7 @@ impl Connection {
     }
 
     /// Waits for `join` and answers `peer`; returns the client's outbox receiver.
-    async fn handshake(&mut self, socket: &mut WebSocket) -> Result<mpsc::Receiver<Message>, End> {
+    async fn handshake(&mut self, socket: &mut WebSocket) -> Result<OutboxRx, End> {
         let timeout = self.state.settings.limits.handshake_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -256,10 +267,15 @@ impl Connection {
                 Ok(Some(Err(e))) => return Err(End::Socket(e.to_string())),
                 Ok(Some(Ok(frame))) => frame,
             };
-            let Some(bytes) = self.receive_frame(socket, frame).await? else {
-                continue;
+            let bytes = self.receive_frame(socket, frame).await?;
+            let message = match bytes {
+                Some(bytes) => self.decode(socket, &bytes).await,
+                None => None,
             };
-            let Some(message) = self.decode(socket, &bytes).await else {
+            if self.strikes.spent.is_cancelled() {
+                return Err(self.malformed_end(socket).await);
+            }
+            let Some(message) = message else {
                 continue;
             };
             // Server-side sync state is kept per device, and per local store of that device
@@ -284,16 +300,19 @@ impl Connection {
                 Ok(reply) => {
                     let remote = message.sender_id().clone();
                     self.send(socket, &reply).await?;
-                    let (outbox, rx) = mpsc::channel(self.state.settings.limits.send_queue);
+                    let limits = &self.state.settings.limits;
+                    let (outbox, rx) = Outbox::channel(limits.send_queue, limits.max_outbox_bytes);
                     self.peer = Some(Arc::new(Peer {
                         conn: self.conn,
                         remote,
                         peer_key,
+                        ephemeral_id: ephemeral_id(&self.identity),
                         user: self.identity.user.clone(),
                         device_id: self.identity.device.id.clone(),
                         actor: self.identity.actor.clone(),
                         outbox,
                         kill: self.kill.clone(),
+                        strikes: self.strikes.clone(),
                     }));
                     return Ok(rx);
                 }
@@ -330,10 +349,16 @@ impl Connection {
                     last_heard = tokio::time::Instant::now();
                     let bytes = match self.receive_frame(&mut socket, frame).await {
                         Ok(Some(bytes)) => bytes,
+                        Ok(None) if self.strikes.spent.is_cancelled() => {
+                            return self.malformed_end(&mut socket).await;
+                        }
                         Ok(None) => continue,
                         Err(end) => return end,
                     };
                     let Some(message) = self.decode(&mut socket, &bytes).await else {
+                        if self.strikes.spent.is_cancelled() {
+                            return self.malformed_end(&mut socket).await;
+                        }
                         continue;
                     };
                     if let Err(end) = self.route(&mut socket, message).await {
@@ -344,6 +369,17 @@ impl Connection {
                     if let Err(end) = self.send(&mut socket, &message).await {
                         return end;
                     }
+                    // Nothing to hold the document open for: no lease for what is not there
+                    // (or may not be read), so unknown IDs cost the server nothing.
+                    if let Message::DocUnavailable { document_id, .. } = message {
+                        self.lease_use.remove(&document_id);
+                        if let Some(lease) = self.leases.remove(&document_id) {
+                            lease.release().await;
+                        }
+                    }
+                }
+                _ = self.strikes.spent.cancelled() => {
+                    return self.malformed_end(&mut socket).await;
                 }
                 Some(batch) = area_in.recv() => {
                     if let Some(message) = self.area_batch(batch)
@@ -422,8 +458,30 @@ impl Connection {
                 },
             ),
             message @ Message::Ephemeral { document_id, .. } => {
+                let Message::Ephemeral { data, .. } = &message else {
+                    unreachable!("matched above")
+                };
+                let limit = self.state.settings.limits.max_ephemeral_bytes;
+                if data.len() > limit {
+                    self.send_error(
+                        socket,
+                        Some(peer.remote.clone()),
+                        format!(
+                            "document {document_id}: ephemeral message of {} bytes, the limit is {limit}",
+                            data.len()
+                        ),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                if self.ephemeral_rate.check().is_err() {
+                    // Presence and cursors are best effort: the excess is dropped.
+                    self.state.metrics.ephemeral_dropped.inc();
+                    return Ok(());
+                }
                 if !self.leases.contains_key(&document_id) {
-                    // Ephemeral messages only reach those who have the document open.
+                    // Ephemeral messages only reach those who have the document open (the
+                    // actor checks that both ends may read it).
                     return Ok(());
                 }
                 (
@@ -509,17 +567,14 @@ impl Connection {
             .collect();
         by_use.sort_unstable();
         let closing: Vec<DocumentId> = by_use.into_iter().take(excess).map(|(_, d)| d).collect();
-        let fresh: Vec<DocumentId> = closing
-            .iter()
-            .copied()
-            .filter(|doc| self.watched.insert(*doc))
-            .collect();
-        // Watch first: a change committed while the lease is going is announced.
-        self.state.hub.watch(peer, &fresh);
+        // The actor registers the watch as it detaches the session, between two of its
+        // changes, so none is missed; and only if there was a session, so a document this
+        // device may not read is never watched.
         for doc in closing {
             self.lease_use.remove(&doc);
+            self.watched.insert(doc);
             if let Some(lease) = self.leases.remove(&doc) {
-                lease.release().await;
+                lease.release_watching(peer.clone()).await;
             }
         }
     }
@@ -661,6 +716,38 @@ impl Connection {
             lease.release().await;
         }
     }
+}
+
+impl Connection {
+    /// Ends a connection that spent its malformed-message budget.
+    async fn malformed_end(&self, socket: &mut WebSocket) -> End {
+        tracing::warn!("too many malformed messages: closing the connection");
+        self.send_error(
+            socket,
+            self.peer.as_ref().map(|p| p.remote.clone()),
+            "too many malformed messages: closing the connection".into(),
+        )
+        .await;
+        Self::close(socket, close_code::POLICY, "too many malformed messages").await;
+        End::Malformed
+    }
+}
+
+/// The per-connection limiter of ephemeral messages.
+fn ephemeral_rate(limits: &crate::settings::Limits) -> governor::DefaultDirectRateLimiter {
+    use std::num::NonZeroU32;
+    let per_second = NonZeroU32::new(limits.ephemeral_per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limits.ephemeral_burst).unwrap_or(per_second);
+    governor::RateLimiter::direct(governor::Quota::per_second(per_second).allow_burst(burst))
+}
+
+/// The server-assigned name of a connection in the ephemeral messages it sends.
+fn ephemeral_id(identity: &Identity) -> PeerId {
+    PeerId::new(format!(
+        "lianxin:{}:{}",
+        identity.user.id, identity.device.id
+    ))
+    .unwrap_or_else(|_| PeerId::new("lianxin:peer").expect("a valid peer ID"))
 }
 
 /// The storage ID a client announced in its `join`, if any.

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lianxin_protocol::domain::AreaPath;
-use lianxin_protocol::{DocumentId, Message, PeerId};
+use lianxin_protocol::{DocumentId, PeerId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,10 +51,47 @@ pub struct Peer {
     pub device_id: String,
     /// The user as the field rules see them (role, area, department).
     pub actor: lianxin_protocol::domain::Actor,
-    /// The connection's bounded send queue.
-    pub outbox: mpsc::Sender<Message>,
+    /// How this peer is named to others in the ephemeral messages it sends: assigned by the
+    /// server from the verified user and device, so nobody can speak as someone else.
+    pub ephemeral_id: PeerId,
+    /// The connection's send queue, bounded in messages and bytes.
+    pub outbox: crate::outbox::Outbox,
     /// Cancelled to disconnect a client that cannot keep up.
     pub kill: CancellationToken,
+    /// The connection's budget of malformed messages.
+    pub strikes: Arc<Strikes>,
+}
+
+/// A connection's budget of malformed messages: each one counts, and when the budget is
+/// spent the token is cancelled and the connection closes itself (code 1008). Shared by the
+/// connection (undecodable frames) and the document actors (undecodable sync messages).
+#[derive(Debug)]
+pub struct Strikes {
+    count: std::sync::atomic::AtomicU32,
+    limit: u32,
+    /// Cancelled when the budget is spent.
+    pub spent: CancellationToken,
+}
+
+impl Strikes {
+    pub fn new(limit: u32) -> Self {
+        Self {
+            count: std::sync::atomic::AtomicU32::new(0),
+            limit: limit.max(1),
+            spent: CancellationToken::new(),
+        }
+    }
+
+    /// Counts one malformed message.
+    pub fn strike(&self) {
+        let count = self
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(1);
+        if count >= self.limit {
+            self.spent.cancel();
+        }
+    }
 }
 
 /// Everything a document actor shares with the rest of the server.
@@ -456,8 +493,24 @@ impl DocLease {
 
     /// Detaches the connection from the document (its sync state is saved) and gives the
     /// lease back.
-    pub async fn release(mut self) {
-        let _ = self.tx.send(DocCommand::Detach { conn: self.conn }).await;
+    pub async fn release(self) {
+        self.release_as(None).await;
+    }
+
+    /// Like [`DocLease::release`], and `peer` hears when the document changes from now on, if
+    /// it may read it (the actor decides).
+    pub async fn release_watching(self, peer: Arc<Peer>) {
+        self.release_as(Some(peer)).await;
+    }
+
+    async fn release_as(mut self, watch: Option<Arc<Peer>>) {
+        let _ = self
+            .tx
+            .send(DocCommand::Detach {
+                conn: self.conn,
+                watch,
+            })
+            .await;
         self.hub.release(&self.doc, self.generation);
         self.released = true;
     }
@@ -466,7 +519,10 @@ impl DocLease {
 impl Drop for DocLease {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.tx.try_send(DocCommand::Detach { conn: self.conn });
+            let _ = self.tx.try_send(DocCommand::Detach {
+                conn: self.conn,
+                watch: None,
+            });
             self.hub.release(&self.doc, self.generation);
         }
     }

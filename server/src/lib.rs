@@ -13,6 +13,7 @@
 //! - [`connection`]: one websocket connection: handshake, routing, outbox.
 //! - [`hub`]: documents in use, one actor each, with leases, idle eviction, the cap on loaded
 //!   documents and the area subscriptions.
+//! - [`outbox`]: a connection's send queue, bounded in messages and bytes.
 //! - [`committer`]: group commit of accepted changes.
 //! - [`cluster`]: several nodes on one Postgres: hearing the others' changes, readiness,
 //!   the node ID.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod hub;
 pub mod live;
 pub mod metrics;
+pub mod outbox;
 pub mod rate_limit;
 pub mod routes;
 pub mod settings;

@@ -83,6 +83,7 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub malformed_messages: Counter,
+    pub ephemeral_dropped: Counter,
     pub rejected_changes: Counter,
     pub oversized_messages: Counter,
     pub slow_client_disconnects: Counter,
@@ -129,7 +130,7 @@ impl Metrics {
                 "# HELP lianxin_node_info This process's node ID.\n# TYPE lianxin_node_info gauge\nlianxin_node_info{{node=\"{node}\"}} 1"
             );
         }
-        let counters: [(&str, &str, &Counter); 22] = [
+        let counters: [(&str, &str, &Counter); 23] = [
             (
                 "lianxin_stale_merges_total",
                 "Sync messages vetted again because another process changed the document first.",
@@ -209,6 +210,11 @@ impl Metrics {
                 "lianxin_malformed_messages_total",
                 "Messages that could not be decoded or applied.",
                 &self.malformed_messages,
+            ),
+            (
+                "lianxin_ephemeral_dropped_total",
+                "Ephemeral messages dropped over a connection's rate limit.",
+                &self.ephemeral_dropped,
             ),
             (
                 "lianxin_oversized_messages_total",

@@ -236,6 +236,18 @@ pub struct Limits {
     /// before the row that would pass it (it always holds at least one row) and carries its
     /// `next` token.
     pub max_page_bytes: usize,
+    /// Bytes one connection's send queue may hold (besides `send_queue` messages); a client
+    /// that lets more pile up is disconnected as too slow.
+    pub max_outbox_bytes: usize,
+    /// Largest ephemeral message relayed, in bytes; larger ones get an `error`.
+    pub max_ephemeral_bytes: usize,
+    /// Ephemeral messages one connection may send per second (sustained); more are dropped.
+    pub ephemeral_per_second: u32,
+    /// Ephemeral messages one connection may send in a burst.
+    pub ephemeral_burst: u32,
+    /// Malformed or refused-as-malformed messages a connection may send before it is closed
+    /// (code 1008). Every one of them also gets an `error`.
+    pub max_malformed_messages: u32,
 }
 
 impl Default for Limits {
@@ -244,7 +256,7 @@ impl Default for Limits {
             max_message_bytes: 8 * 1024 * 1024,
             max_document_bytes: 64 * 1024 * 1024,
             max_connections: 25_000,
-            max_open_documents_per_connection: 100_000,
+            max_open_documents_per_connection: 4_096,
             keep_open_documents_per_connection: 512,
             max_documents_in_memory: 2_000,
             send_queue: 1024,
@@ -260,6 +272,11 @@ impl Default for Limits {
             http_requests_per_second: 200,
             http_burst: 1000,
             max_page_bytes: 4 * 1024 * 1024,
+            max_outbox_bytes: 16 * 1024 * 1024,
+            max_ephemeral_bytes: 64 * 1024,
+            ephemeral_per_second: 20,
+            ephemeral_burst: 40,
+            max_malformed_messages: 16,
         }
     }
 }

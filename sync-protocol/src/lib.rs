@@ -10,6 +10,8 @@
 //!
 //! # Layout
 //!
+//! - [`chunk`]: [`chunk::inspect`], which bounds what a peer's Automerge chunks inflate to
+//!   before Automerge sees them.
 //! - [`document_id`]: [`DocumentId`], the 16-byte document identifier, with its bs58check string
 //!   form and its `automerge:` URL form.
 //! - [`peer_id`]: [`PeerId`] and [`StorageId`], the string identifiers peers announce.
@@ -28,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chunk;
 pub mod document_id;
 pub mod domain;
 pub mod extension;

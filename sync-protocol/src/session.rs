@@ -40,6 +40,8 @@ use std::panic::{self, AssertUnwindSafe};
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 
+use crate::chunk::{self, ChunkError};
+
 /// The most `have` entries (Bloom filters) a sync message may carry.
 ///
 /// Automerge sends at most one; a few more leave room for other implementations without letting
@@ -80,6 +82,10 @@ pub enum SessionError {
     /// The bytes are not a sync state written by [`DocSession::persisted_state`].
     #[error("invalid persisted sync state: {0}")]
     BadSyncState(String),
+    /// The message's changes are chunks we do not take, or inflate past the limit
+    /// ([`crate::chunk::inspect`]). Automerge has not seen them.
+    #[error("refused sync message: {0}")]
+    Chunks(#[from] ChunkError),
     /// Automerge could not apply the message to the document. The document may hold part of it.
     #[error("could not apply sync message: {0}")]
     ApplyFailed(String),
@@ -147,14 +153,21 @@ impl DocSession {
 
     /// Parses and checks a sync message without applying it, so a caller can vet it (for
     /// example, refuse one that carries changes from a read-only peer) before
-    /// [`DocSession::apply_message`].
-    pub fn decode(data: &[u8]) -> Result<sync::Message, SessionError> {
+    /// [`DocSession::apply_message`]. Its changes together may inflate to at most
+    /// `max_inflated_bytes` (see [`crate::chunk`]).
+    pub fn decode(data: &[u8], max_inflated_bytes: usize) -> Result<sync::Message, SessionError> {
         let message =
             sync::Message::decode(data).map_err(|e| SessionError::BadSyncMessage(e.to_string()))?;
+        let mut left = max_inflated_bytes;
+        for chunks in message.changes.iter() {
+            let found = chunk::inspect(chunks, left)?;
+            left -= found.inflated_bytes;
+        }
         vet(message)
     }
 
-    /// Applies the `data` of a `sync` or `request` message from the peer.
+    /// Applies the `data` of a `sync` or `request` message from the peer, whose changes may
+    /// inflate to at most `max_inflated_bytes`.
     ///
     /// On success, `persist` holds what became new in `doc`, and `send` the answer for the peer.
     /// See the module documentation for the order to act on them, and for what to do on error.
@@ -162,8 +175,9 @@ impl DocSession {
         &mut self,
         doc: &mut Automerge,
         data: &[u8],
+        max_inflated_bytes: usize,
     ) -> Result<Effects, SessionError> {
-        let message = Self::decode(data)?;
+        let message = Self::decode(data, max_inflated_bytes)?;
         self.apply_message(doc, message)
     }
 

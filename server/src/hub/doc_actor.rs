@@ -23,11 +23,11 @@ use automerge::{Automerge, ReadDoc};
 use lianxin_protocol::domain::{self, Actor, DocInfo, Outcome, Projected, access, schema};
 use lianxin_protocol::{DocSession, DocumentId, Message};
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
 
 use super::{ConnId, DocContext, DocHub, Peer};
 use crate::committer::{Append, CommitError, OwnedChangeRecord};
+use crate::outbox::PushError;
 use crate::storage::ChunksAfter;
 
 /// How often an idle actor checks whether it may leave memory.
@@ -50,8 +50,13 @@ pub enum DocCommand {
     },
     /// An ephemeral message to relay to the other connections that have the document open.
     Ephemeral { from: ConnId, message: Message },
-    /// The connection closed the document or went away.
-    Detach { conn: ConnId },
+    /// The connection closed the document or went away. With `watch`, the connection wants
+    /// to hear (as a changed-docs notice) when the document changes from now on: granted only
+    /// if it had a session here, that is, if it may read the document.
+    Detach {
+        conn: ConnId,
+        watch: Option<Arc<Peer>>,
+    },
     /// Too many documents are loaded: drop the Automerge document (sessions stay; it is
     /// loaded again from the store with the next message). Sent by the hub.
     Unload,
@@ -183,10 +188,15 @@ enum Refusal {
 #[derive(Debug)]
 enum Step {
     Refused(Refusal),
-    /// The document here lacks what another process stored since it was loaded (an append
-    /// was refused as stale, or the message names changes only the store may have): catch up
-    /// and try the message again.
+    /// An append was refused as stale: another process stored changes since the document
+    /// was loaded. Catch up and try the message again; if the store has nothing newer, the
+    /// database is behind memory and the document is loaded again.
     Stale,
+    /// The message builds on changes this process has not seen (missing dependencies, or
+    /// changes by others): another process may have stored them. Catch up and try again once;
+    /// if the store has nothing newer, the changes wait in the session's pending set. Never a
+    /// reload: a peer can send such a message for free, as often as it likes.
+    Behind,
 }
 
 impl From<Refusal> for Step {
@@ -207,7 +217,10 @@ impl DocActor {
                     }
                     if self.sessions.is_empty() {
                         let since = *idle_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= self.ctx.limits.document_idle()
+                        // A document that is not stored has nothing worth keeping in memory
+                        // (requests for unknown IDs must not pile up actors).
+                        let worth_keeping = self.loaded.as_ref().is_some_and(|l| l.stored);
+                        if (!worth_keeping || since.elapsed() >= self.ctx.limits.document_idle())
                             && self.hub.try_evict(&self.id, self.generation)
                         {
                             self.ctx.metrics.documents_evicted.inc();
@@ -235,7 +248,7 @@ impl DocActor {
         rx.close();
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                DocCommand::Detach { conn } => Box::pin(self.detach(conn)).await,
+                DocCommand::Detach { conn, watch } => Box::pin(self.detach(conn, watch)).await,
                 // Sent because this actor was found in the hub: the watchers are told here,
                 // as the hub would have told them had the actor already gone.
                 DocCommand::Refresh { .. } => self.tell_watchers(),
@@ -244,7 +257,7 @@ impl DocActor {
         }
         let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
         for conn in conns {
-            Box::pin(self.detach(conn)).await;
+            Box::pin(self.detach(conn, None)).await;
         }
         self.unload();
         self.ctx.metrics.documents_in_memory.dec();
@@ -274,18 +287,8 @@ impl DocActor {
                     );
                 }
             }
-            DocCommand::Ephemeral { from, message } => {
-                for (conn, slot) in &self.sessions {
-                    if *conn != from {
-                        let mut message = message.clone();
-                        if let Message::Ephemeral { target_id, .. } = &mut message {
-                            *target_id = slot.peer.remote.clone();
-                        }
-                        push(&self.ctx, &slot.peer, message);
-                    }
-                }
-            }
-            DocCommand::Detach { conn } => self.detach(conn).await,
+            DocCommand::Ephemeral { from, message } => self.relay_ephemeral(from, message),
+            DocCommand::Detach { conn, watch } => self.detach(conn, watch).await,
             DocCommand::Refresh { seq } => self.on_announced(seq).await,
             DocCommand::Unload => {
                 if self.loaded.is_some() {
@@ -293,6 +296,39 @@ impl DocActor {
                 }
                 self.unload();
             }
+        }
+    }
+
+    /// Relays an ephemeral message (presence, cursors) from one session to the others. Only
+    /// between sessions that may read the document as it is now: a session exists only after
+    /// a read check, but access can change (a request transferred away from a department), so
+    /// both ends are checked again. The sender is named by its server-assigned ID, never by
+    /// what it claims. A document not in memory relays nothing: loading it for an ephemeral
+    /// message would let anyone make the server do that work for free.
+    fn relay_ephemeral(&self, from: ConnId, message: Message) {
+        let (Some(loaded), Some(sender)) = (self.loaded.as_ref(), self.sessions.get(&from)) else {
+            return;
+        };
+        let may_read =
+            |peer: &Peer| loaded.stored && loaded.readable_by(&peer.actor, self.ctx.allow_untyped);
+        if !may_read(&sender.peer) {
+            return;
+        }
+        for (conn, slot) in &self.sessions {
+            if *conn == from || !may_read(&slot.peer) {
+                continue;
+            }
+            let mut message = message.clone();
+            if let Message::Ephemeral {
+                sender_id,
+                target_id,
+                ..
+            } = &mut message
+            {
+                *sender_id = sender.peer.ephemeral_id.clone();
+                *target_id = slot.peer.remote.clone();
+            }
+            push(&self.ctx, &slot.peer, message);
         }
     }
 
@@ -305,17 +341,41 @@ impl DocActor {
         data: &[u8],
         received_at: Instant,
     ) -> Result<(), Refusal> {
+        // Checked once, before the document is loaded: the chunks it carries must inflate to
+        // at most a message's worth of bytes (see `lianxin_protocol::chunk`).
+        let message = match DocSession::decode(data, self.ctx.limits.max_message_bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                self.ctx.metrics.malformed_messages.inc();
+                peer.strikes.strike();
+                return Err(Refusal::Malformed {
+                    doc: self.id,
+                    reason: e.to_string(),
+                });
+            }
+        };
         let mut refreshed = false;
+        let mut caught_up = false;
         let result = 'attempts: {
-            for attempt in 0..MAX_ATTEMPTS {
+            for _ in 0..MAX_ATTEMPTS {
                 match self
-                    .on_sync(peer, request, data, received_at, attempt > 0)
+                    .on_sync(peer, request, message.clone(), received_at, caught_up)
                     .await
                 {
                     Ok(()) => break 'attempts Ok(()),
                     Err(Step::Refused(refusal)) => break 'attempts Err(refusal),
                     Err(Step::Stale) => match self.after_stale().await {
-                        Ok(changed) => refreshed |= changed,
+                        Ok(changed) => {
+                            refreshed |= changed;
+                            caught_up = true;
+                        }
+                        Err(refusal) => break 'attempts Err(refusal),
+                    },
+                    Err(Step::Behind) => match self.refresh().await {
+                        Ok(changed) => {
+                            refreshed |= changed;
+                            caught_up = true;
+                        }
                         Err(refusal) => break 'attempts Err(refusal),
                     },
                 }
@@ -425,9 +485,14 @@ impl DocActor {
     /// Devices that hold the document without having it open hear that it changed.
     fn tell_watchers(&self) {
         let sessions = &self.sessions;
-        let watchers = self
+        let mut watchers = self
             .hub
             .watchers_of(&self.id, |conn| sessions.contains_key(&conn));
+        // Access can change after a watch began (a request transferred to another
+        // department): only those who may read the document now hear of it.
+        if let Some(loaded) = &self.loaded {
+            watchers.retain(|w| loaded.readable_by(&w.actor, self.ctx.allow_untyped));
+        }
         tell_changed(&self.ctx, &watchers, self.id);
     }
 
@@ -556,11 +621,13 @@ impl DocActor {
         }
     }
 
+    /// One attempt at a sync message. `fresh`: this process has just caught up with the
+    /// store, so a message that builds on unknown changes is not a reason to catch up again.
     async fn on_sync(
         &mut self,
         peer: &Arc<Peer>,
         request: bool,
-        data: &[u8],
+        message: automerge::sync::Message,
         received_at: Instant,
         fresh: bool,
     ) -> Result<(), Step> {
@@ -574,16 +641,7 @@ impl DocActor {
             .is_some_and(|l| l.readable_by(&peer.actor, self.ctx.allow_untyped));
         if !readable {
             self.sessions.remove(&peer.conn);
-            push(
-                &self.ctx,
-                peer,
-                Message::DocUnavailable {
-                    sender_id: self.ctx.server_peer.clone(),
-                    target_id: peer.remote.clone(),
-                    document_id: doc_id,
-                },
-            );
-            return Ok(());
+            return self.answer_as_missing(peer, request, message);
         }
         self.ensure_session(peer).await;
         let (Some(loaded), Some(slot)) = (self.loaded.as_mut(), self.sessions.get_mut(&peer.conn))
@@ -594,18 +652,25 @@ impl DocActor {
         // the session, and vetted there; the document and session change only once the
         // changes are accepted and committed. Most messages (acknowledgements, have/need)
         // carry none and are applied in place.
-        let message = match DocSession::decode(data) {
-            Ok(message) => message,
-            Err(e) => {
-                self.ctx.metrics.malformed_messages.inc();
-                return Err(Refusal::Malformed {
-                    doc: doc_id,
-                    reason: e.to_string(),
-                }
-                .into());
-            }
-        };
         let incoming: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+        // Changes that all build on changes nobody here has cannot apply. Learning that on a
+        // fork of a large document costs far more than the peer paid for the message, so
+        // they are recognised from their dependencies and held without forking; the rest of
+        // the message (heads, have, need) is applied in place.
+        let mut message = message;
+        let held = orphans_only(&loaded.doc, &message, &slot.pending);
+        if held {
+            if !fresh {
+                // Another process may have stored the dependencies: read what it stored.
+                return Err(Step::Behind);
+            }
+            message.changes = Vec::<Vec<u8>>::new().into();
+            hold(
+                &mut slot.pending,
+                incoming.clone(),
+                self.ctx.limits.max_message_bytes,
+            );
+        }
         let mut candidate = if message.changes.is_empty() {
             None
         } else {
@@ -624,6 +689,7 @@ impl DocActor {
             Ok(effects) => effects,
             Err(e) => {
                 self.ctx.metrics.malformed_messages.inc();
+                peer.strikes.strike();
                 slot.session = DocSession::new();
                 return Err(Refusal::Malformed {
                     doc: doc_id,
@@ -642,15 +708,13 @@ impl DocActor {
             } else if !fresh && !fork.get_missing_deps(&[]).is_empty() {
                 // The changes build on changes this process has not seen: another process
                 // may have stored them (the device synced with it before).
-                return Err(Step::Stale);
+                return Err(Step::Behind);
             } else {
-                let room = self.ctx.limits.max_message_bytes;
-                let held: usize = slot.pending.iter().map(Vec::len).sum();
-                let adding: usize = incoming.iter().map(Vec::len).sum();
-                if held + adding > room {
-                    slot.pending.clear();
-                }
-                slot.pending.extend(incoming);
+                hold(
+                    &mut slot.pending,
+                    incoming,
+                    self.ctx.limits.max_message_bytes,
+                );
             }
         }
         let mut outcome = None;
@@ -670,7 +734,7 @@ impl DocActor {
                 Ok(()) => {}
                 // Someone else's changes: the device may be relaying what it got from another
                 // process, which this one has not taken in yet.
-                Err(Refusal::Rejected { .. }) if !fresh => return Err(Step::Stale),
+                Err(Refusal::Rejected { .. }) if !fresh => return Err(Step::Behind),
                 Err(refusal) => {
                     if matches!(refusal, Refusal::Rejected { .. }) {
                         self.ctx.metrics.rejected_changes.inc();
@@ -807,12 +871,20 @@ impl DocActor {
         };
 
         // Committed (or nothing new): now answer the sender…
-        let reply = if request && !loaded.stored {
-            Some(Message::DocUnavailable {
-                sender_id: self.ctx.server_peer.clone(),
-                target_id: peer.remote.clone(),
-                document_id: doc_id,
-            })
+        let reply = if !loaded.stored {
+            // Nothing stored: the peer keeps no session here (see `answer_as_missing`), and an
+            // unreadable document is answered the same way.
+            self.sessions.remove(&peer.conn);
+            if request {
+                Some(unavailable(&self.ctx, peer, doc_id))
+            } else {
+                effects.send.map(|data| Message::Sync {
+                    sender_id: self.ctx.server_peer.clone(),
+                    target_id: peer.remote.clone(),
+                    document_id: doc_id,
+                    data,
+                })
+            }
         } else {
             effects.send.map(|data| Message::Sync {
                 sender_id: self.ctx.server_peer.clone(),
@@ -850,6 +922,73 @@ impl DocActor {
             .is_some_and(|l| l.chunks_since_snapshot >= self.ctx.limits.compact_after_chunks);
         if compact {
             self.compact().await;
+        }
+        Ok(())
+    }
+
+    /// Answers a message about a document `peer` may not read exactly as it would be answered
+    /// if the document did not exist: `doc-unavailable` to a `request`; to a `sync`, what a
+    /// fresh session on an empty document says; changes are judged as the creation of a new
+    /// document and refused with the reason that would give. Nothing is kept: no session, no
+    /// pending changes.
+    ///
+    /// One difference remains, and cannot be removed: a peer that sends a *valid* creation
+    /// under the ID of an existing document it may not read is refused, where under an unused
+    /// ID it would succeed. Learning that needs the ID already; it reveals nothing of the
+    /// document.
+    fn answer_as_missing(
+        &self,
+        peer: &Arc<Peer>,
+        request: bool,
+        message: automerge::sync::Message,
+    ) -> Result<(), Step> {
+        let doc_id = self.id;
+        if request {
+            push(&self.ctx, peer, unavailable(&self.ctx, peer, doc_id));
+            return Ok(());
+        }
+        let mut empty = Automerge::new();
+        let mut session = DocSession::new();
+        let carries_changes = !message.changes.is_empty();
+        let effects = session.apply_message(&mut empty, message).map_err(|e| {
+            peer.strikes.strike();
+            Refusal::Malformed {
+                doc: doc_id,
+                reason: e.to_string(),
+            }
+        })?;
+        if carries_changes && effects.heads_changed {
+            let changes = empty.get_changes(&[]);
+            let change = changes.first().map(|c| c.hash()).expect("heads changed");
+            let reason = match domain::check_change_with(
+                &self.ctx.rules,
+                &peer.actor,
+                None,
+                &Automerge::new(),
+                &empty,
+            ) {
+                Err(forbidden) => forbidden.to_string(),
+                Ok(_) => "a document with this ID cannot be created".to_owned(),
+            };
+            self.ctx.metrics.rejected_changes.inc();
+            return Err(Refusal::Rejected {
+                doc: doc_id,
+                change,
+                reason,
+            }
+            .into());
+        }
+        if let Some(data) = effects.send {
+            push(
+                &self.ctx,
+                peer,
+                Message::Sync {
+                    sender_id: self.ctx.server_peer.clone(),
+                    target_id: peer.remote.clone(),
+                    document_id: doc_id,
+                    data,
+                },
+            );
         }
         Ok(())
     }
@@ -899,7 +1038,7 @@ impl DocActor {
         for _ in 0..MAX_ATTEMPTS {
             match self.try_assign(outcome).await {
                 Ok(()) => return,
-                Err(Step::Stale) => match self.after_stale().await {
+                Err(Step::Stale | Step::Behind) => match self.after_stale().await {
                     Ok(true) => self.tell_of_refresh(),
                     Ok(false) => {}
                     Err(refusal) => {
@@ -1027,10 +1166,14 @@ impl DocActor {
     }
 
     /// Removes a connection's session, saving its sync state for the device's next visit.
-    async fn detach(&mut self, conn: ConnId) {
+    async fn detach(&mut self, conn: ConnId, watch: Option<Arc<Peer>>) {
         let Some(slot) = self.sessions.remove(&conn) else {
             return;
         };
+        if let Some(peer) = watch {
+            // Registered here, between two changes this actor handles, so none is missed.
+            self.hub.watch(&peer, &[self.id]);
+        }
         if let Some(key) = &slot.peer.peer_key {
             let state = slot.session.persisted_state();
             // The device holds everything stored up to `last_seq` only if the heads it shares
@@ -1121,6 +1264,67 @@ pub(super) fn tell_changed(ctx: &DocContext, watchers: &[Arc<Peer>], doc: Docume
     }
 }
 
+/// Whether every change `message` carries depends on a change that neither the document, nor
+/// the message, nor the changes held for the session (`pending`) contain: then none of them
+/// can apply. Anything that does not parse as a single change (a whole document, several
+/// chunks in one entry) counts as applicable, and is judged on a fork as usual.
+fn orphans_only(doc: &Automerge, message: &automerge::sync::Message, pending: &[Vec<u8>]) -> bool {
+    if message.changes.is_empty() {
+        return false;
+    }
+    let mut changes = Vec::new();
+    for entry in message.changes.iter() {
+        match automerge::Change::try_from(entry) {
+            Ok(change) => changes.push(change),
+            Err(_) => return false,
+        }
+    }
+    let lacking = |change: &automerge::Change| -> Vec<automerge::ChangeHash> {
+        doc.get_missing_deps(change.deps())
+            .into_iter()
+            .filter(|dep| !changes.iter().any(|c| c.hash() == *dep))
+            .collect()
+    };
+    let missing: Vec<Vec<automerge::ChangeHash>> = changes.iter().map(lacking).collect();
+    if missing.iter().any(Vec::is_empty) {
+        return false;
+    }
+    // Only now, and rarely: could the held changes supply what is missing?
+    let held: Vec<automerge::ChangeHash> = pending
+        .iter()
+        .filter_map(|chunk| automerge::Change::try_from(chunk.as_slice()).ok())
+        .map(|c| c.hash())
+        .collect();
+    missing
+        .iter()
+        .all(|deps| deps.iter().any(|dep| !held.contains(dep)))
+}
+
+/// Keeps `incoming` changes for a session until their dependencies arrive, within a quarter
+/// of a message's worth of bytes: past that the oldest are forgotten (the peer offers them
+/// again once it learns we lack them).
+fn hold(pending: &mut Vec<Vec<u8>>, incoming: Vec<Vec<u8>>, max_message_bytes: usize) {
+    let room = max_message_bytes / 4;
+    let held: usize = pending.iter().map(Vec::len).sum();
+    let adding: usize = incoming.iter().map(Vec::len).sum();
+    if held + adding > room {
+        pending.clear();
+    }
+    if adding <= room {
+        pending.extend(incoming);
+    }
+}
+
+/// The answer to a peer asking for a document that is not there (or that it may not read).
+/// The connection releases its lease when it sends this.
+fn unavailable(ctx: &DocContext, peer: &Peer, document_id: DocumentId) -> Message {
+    Message::DocUnavailable {
+        sender_id: ctx.server_peer.clone(),
+        target_id: peer.remote.clone(),
+        document_id,
+    }
+}
+
 /// Sends every session that may read the document (but `except`) what it now lacks.
 fn fan_out(
     ctx: &DocContext,
@@ -1153,7 +1357,7 @@ fn fan_out(
 fn push(ctx: &DocContext, peer: &Peer, message: Message) {
     match peer.outbox.try_send(message) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
+        Err(PushError::Full) => {
             if !peer.kill.is_cancelled() {
                 ctx.metrics.slow_client_disconnects.inc();
                 tracing::warn!(
@@ -1164,7 +1368,7 @@ fn push(ctx: &DocContext, peer: &Peer, message: Message) {
             }
         }
         // The connection is closing; its detach is on the way.
-        Err(TrySendError::Closed(_)) => {}
+        Err(PushError::Closed) => {}
     }
 }
 

@@ -9,6 +9,9 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// What the peers' changes may inflate to.
+const LIMIT: usize = 64 << 20;
+
 /// One side of a connection: a document, its session, and what it persisted.
 struct Peer {
     doc: Automerge,
@@ -28,7 +31,7 @@ impl Peer {
     }
 
     fn receive(&mut self, data: &[u8]) -> Option<Vec<u8>> {
-        let effects = self.session.on_message(&mut self.doc, data).unwrap();
+        let effects = self.session.on_message(&mut self.doc, data, LIMIT).unwrap();
         if let Some(bytes) = effects.persist {
             assert!(effects.heads_changed);
             self.stored.push(bytes);
@@ -55,7 +58,7 @@ impl Traffic {
     fn record(&mut self, data: &[u8]) {
         self.messages += 1;
         self.bytes += data.len();
-        let message = DocSession::decode(data).unwrap();
+        let message = DocSession::decode(data, LIMIT).unwrap();
         self.changes
             .extend(message.changes.iter().map(<[u8]>::to_vec));
     }
@@ -227,7 +230,7 @@ fn garbage_is_refused_and_leaves_the_doc_alone() {
     let heads = doc.get_heads();
     let mut session = DocSession::new();
     for garbage in [&b""[..], b"garbage", &[0x42, 0xff, 0xff], &[0x43; 40]] {
-        let result = session.on_message(&mut doc, garbage);
+        let result = session.on_message(&mut doc, garbage, LIMIT);
         assert!(
             matches!(result, Err(SessionError::BadSyncMessage(_))),
             "{garbage:?} gave {result:?}"
@@ -287,16 +290,16 @@ fn hostile_bloom_filters_are_refused() {
     for (bits_per_entry, probes) in [(0, 7), (10, 200), (100, 7)] {
         let data = message_with_bloom(bits_per_entry, probes);
         assert!(matches!(
-            DocSession::decode(&data),
+            DocSession::decode(&data, LIMIT),
             Err(SessionError::BadSyncMessage(_))
         ));
         let mut session = DocSession::new();
-        assert!(session.on_message(&mut doc, &data).is_err());
+        assert!(session.on_message(&mut doc, &data, LIMIT).is_err());
         // The session still works afterwards.
         assert!(session.generate(&doc).is_some());
     }
     // Automerge's own parameters pass.
-    assert!(DocSession::decode(&message_with_bloom(10, 7)).is_ok());
+    assert!(DocSession::decode(&message_with_bloom(10, 7), LIMIT).is_ok());
 }
 
 #[test]
@@ -317,7 +320,7 @@ fn unsorted_heads_from_a_peer_do_not_trip_automerge_assertions() {
     }
     m.extend([0, 0, 0]); // no needs, no haves, no changes
     let mut session = DocSession::new();
-    let effects = session.on_message(&mut a, &m).unwrap();
+    let effects = session.on_message(&mut a, &m, LIMIT).unwrap();
     assert!(!effects.heads_changed);
     // Persisting and answering would both hit `debug_assert!(sorted)` inside automerge with
     // the raw order.
@@ -379,7 +382,7 @@ proptest! {
         }
         let mut doc = if empty_receiver { Automerge::new() } else { doc_with_changes(3) };
         let mut session = DocSession::new();
-        let _ = session.on_message(&mut doc, &data);
+        let _ = session.on_message(&mut doc, &data, LIMIT);
         let _ = session.generate(&doc);
         let _ = session.persisted_state();
     }
@@ -390,7 +393,7 @@ proptest! {
     ) {
         let mut doc = doc_with_changes(2);
         let mut session = DocSession::new();
-        let _ = session.on_message(&mut doc, &data);
+        let _ = session.on_message(&mut doc, &data, LIMIT);
         let _ = session.generate(&doc);
     }
 }
@@ -422,7 +425,7 @@ fn a_change_asked_for_by_name_is_sent_again() {
         .session
         .generate(&device.doc)
         .expect("the first change");
-    assert_eq!(DocSession::decode(&lost).unwrap().changes.len(), 1);
+    assert_eq!(DocSession::decode(&lost, LIMIT).unwrap().changes.len(), 1);
 
     // The next change goes out alone, and the server cannot apply it without the first.
     device
@@ -433,16 +436,16 @@ fn a_change_asked_for_by_name_is_sent_again() {
         .session
         .generate(&device.doc)
         .expect("the second change");
-    assert_eq!(DocSession::decode(&second).unwrap().changes.len(), 1);
+    assert_eq!(DocSession::decode(&second, LIMIT).unwrap().changes.len(), 1);
     let named = server
         .receive(&second)
         .expect("the server names what it lacks");
-    assert_eq!(DocSession::decode(&named).unwrap().need, [first]);
+    assert_eq!(DocSession::decode(&named, LIMIT).unwrap().need, [first]);
 
     // Asked by name, the device sends the first change again, and the two agree.
     let again = device.receive(&named).expect("the device answers the need");
     assert_eq!(
-        DocSession::decode(&again).unwrap().changes.len(),
+        DocSession::decode(&again, LIMIT).unwrap().changes.len(),
         1,
         "the first change is sent again"
     );

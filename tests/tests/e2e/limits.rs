@@ -186,6 +186,9 @@ async fn a_client_that_stops_reading_is_disconnected_and_nobody_else_waits() {
     let db = TestDb::new(Backend::Sqlite).await;
     let mut settings = test_settings(&db);
     settings.limits.send_queue = 8;
+    // The flood below must reach the queue, not the per-connection ephemeral rate limit.
+    settings.limits.ephemeral_per_second = 10_000;
+    settings.limits.ephemeral_burst = 10_000;
     let app = spawn_app_with(settings).await;
 
     // A document both raw peers open.

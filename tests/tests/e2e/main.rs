@@ -9,6 +9,7 @@ mod convergence;
 mod device;
 mod field;
 mod hardening_http;
+mod hardening_sync;
 mod interop;
 mod limits;
 mod memory;

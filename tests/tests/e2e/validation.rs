@@ -62,7 +62,7 @@ async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
         let Some(Message::Sync { data, .. }) = mallory.recv().await else {
             panic!("expected sync");
         };
-        let _ = session.on_message(&mut doc, &data).unwrap();
+        let _ = session.on_message(&mut doc, &data, 64 << 20).unwrap();
     };
     mallory
         .send(&Message::Sync {
@@ -132,7 +132,7 @@ async fn answer(
     id: DocumentId,
     data: &[u8],
 ) {
-    let effects = session.on_message(doc, data).unwrap();
+    let effects = session.on_message(doc, data, 64 << 20).unwrap();
     if let Some(reply) = effects.send {
         peer.send(&Message::Sync {
             sender_id: peer.peer_id.clone(),
