@@ -5,18 +5,39 @@
 //! fields. In every other kind, free text (what was heard on a visit, a request's description, a
 //! note) is searched for the two numbers that identify a resident on their own:
 //!
-//! - a mainland mobile phone number: 11 digits starting `13` to `19`;
+//! - a mainland mobile phone number: 11 digits starting `13` to `19`, perhaps after the country
+//!   code `86` or `0086` (`+86`, `(+86)`, `8613800138000`, `0086 138 0013 8000`);
 //! - a resident identity card number: 18 characters, 17 digits and a check character (`0`-`9`
 //!   or `X`) that is right under ISO 7064 MOD 11-2, with a real birth date (`YYYYMMDD`, years
-//!   1900 to 2100) at characters 7 to 14. Requiring both keeps order numbers and the like from
-//!   being taken for one: a random 18-digit number passes both one time in about 300.
+//!   1900 to 2100) at characters 7 to 14.
 //!
 //! Digits are read as *runs*: maximal sequences of digits, ASCII or fullwidth (`０`-`９`). People
-//! write numbers in groups (`138 0013 8000`, `138-0013-8000`, `370802 19900101 123X`), so runs
-//! separated by one to three separator characters (spaces, hyphens, dots and their fullwidth
-//! forms) form a *chain*, and a number is found when whole consecutive runs of a chain spell it
-//! (`+86 138 0013 8000` holds one). A number is never found inside a longer run: `138001380001`
-//! (12 digits) is not a phone number.
+//! write numbers in groups (`138 0013 8000`, `138-0013-8000`, `138/0013/8000`,
+//! `370802_19900101_123X`), so runs separated by one to three separator characters form a
+//! *chain*. The separators are spaces (ASCII, tab, no-break, ideographic), hyphens and dashes
+//! (`-`, U+2010 to U+2013), dots, slashes and underscores, and the fullwidth `－．／＿`. Any
+//! other character ends a chain, and so do four separators in a row.
+//!
+//! The two numbers are looked for differently, because they can be told from other numbers
+//! differently:
+//!
+//! - A mobile number is found only where whole consecutive runs of a chain spell it, with or
+//!   without a country code in front: the digits from the start of one run to the end of the
+//!   same or a later run are the 11 digits, or `86` or `0086` and the 11 digits. It never starts
+//!   or ends inside a run other than right after that country code: `138001380001` (12 digits)
+//!   and `913800138000` are not phone numbers. Its only mark is the `13` to `19` at its start,
+//!   which seven numbers in a hundred have, so taking 11 digits from anywhere in a longer run
+//!   would refuse every such run: millisecond timestamps (`1741234567890`), order, tracking and
+//!   account numbers. The cost of this choice: a mobile number glued to other digits on either
+//!   side (`13800138000123`) is not found.
+//! - An ID number is found in any 18 consecutive characters of a chain, its runs joined, starting
+//!   and ending anywhere, inside a run too: `订单202611010519491231002X` and
+//!   `9110105 19491231 002X` hold one. Its check character and birth date are mark enough:
+//!   18 random digits pass both about once in 15,000 (one in 11 for the check character, one in
+//!   1,360 for the date). A run of `n` digits is so taken for one about `n - 17` times in 15,000:
+//!   a 20-digit order number one time in 5,000, a 30-digit one one time in 1,150; such a writer
+//!   has to write the number differently (another separator, or a non-digit inside). An `X`
+//!   ends a number: one inside the 17 digits makes that window no ID number.
 //!
 //! This module finds; it says what kind of number it found and never the number, so a refusal
 //! built on it cannot echo the resident's data back. Names are not searched for: no rule tells a
@@ -66,14 +87,19 @@ fn is_check_x(c: char) -> bool {
 fn is_separator(c: char) -> bool {
     matches!(
         c,
-        ' ' | '-'
+        ' ' | '\t'
+            | '-'
             | '.'
+            | '/'
+            | '_'
             | '\u{a0}' // no-break space
             | '\u{2010}'
             ..='\u{2013}' // hyphen, non-breaking hyphen, figure dash, en dash
             | '\u{3000}' // ideographic space
             | '－'
             | '．'
+            | '／'
+            | '＿'
     )
 }
 
@@ -86,8 +112,8 @@ impl PersonalNumber {
         let mut gap = 0;
         for c in text.chars() {
             if let Some(d) = digit(c) {
-                // A digit right after a check character stays in its run, which then spells
-                // no number (see `in_chain`).
+                // A digit right after a check character stays in its run: an ID number may
+                // end at the `X`, and none has one inside (see `is_resident_id`).
                 if run.is_empty() && !(1..=MAX_GAP).contains(&gap) {
                     if let Some(found) = Self::in_chain(&chain) {
                         return Some(found);
@@ -120,27 +146,42 @@ impl PersonalNumber {
         Self::in_chain(&chain)
     }
 
-    /// A number spelled by whole consecutive runs of `chain`.
+    /// A number in `chain`: a mobile number spelled by whole consecutive runs, perhaps after a
+    /// country code, or an ID number in any 18 consecutive characters.
     fn in_chain(chain: &[Vec<u8>]) -> Option<PersonalNumber> {
         for start in 0..chain.len() {
-            let mut digits: Vec<u8> = Vec::with_capacity(18);
+            let mut digits: Vec<u8> = Vec::with_capacity(MAX_MOBILE_LEN);
             for run in &chain[start..] {
-                // A check character ends a number: neither the runs before the last nor the
-                // last before its end may carry one.
-                let x_inside = run.iter().rev().skip(1).any(|d| *d == X);
-                if x_inside || digits.last() == Some(&X) {
+                digits.extend_from_slice(run);
+                if digits.len() > MAX_MOBILE_LEN {
                     break;
                 }
-                digits.extend_from_slice(run);
-                match digits.len() {
-                    11 if is_mobile(&digits) => return Some(PersonalNumber::MobilePhone),
-                    18 if is_resident_id(&digits) => return Some(PersonalNumber::ResidentId),
-                    len if len > 18 => break,
-                    _ => {}
+                if is_mobile_with_code(&digits) {
+                    return Some(PersonalNumber::MobilePhone);
                 }
             }
         }
-        None
+        let joined = chain.concat();
+        joined
+            .windows(ID_LEN)
+            .any(is_resident_id)
+            .then_some(PersonalNumber::ResidentId)
+    }
+}
+
+/// The characters of an ID number.
+const ID_LEN: usize = 18;
+
+/// The most digits of a mobile number with its country code: `0086` and 11.
+const MAX_MOBILE_LEN: usize = 15;
+
+/// Whether `digits` are a mainland mobile phone number, alone or after `86` or `0086`.
+fn is_mobile_with_code(digits: &[u8]) -> bool {
+    match digits.len() {
+        11 => is_mobile(digits),
+        13 => digits.starts_with(&[8, 6]) && is_mobile(&digits[2..]),
+        15 => digits.starts_with(&[0, 0, 8, 6]) && is_mobile(&digits[4..]),
+        _ => false,
     }
 }
 
@@ -226,7 +267,6 @@ mod tests {
             "138001380001",           // 12 digits in one run
             "913800138000",           // inside a longer run
             "1380013800",             // 10 digits
-            "138/0013/8000",          // a slash is not a separator
             "2026-03-05 9:00, 12 人", // dates and counts
             "楼道灯坏了",
             "",
@@ -247,17 +287,70 @@ mod tests {
             find("身份证１１０１０５１９４９１２３１００２Ｘ"),
             Some(PersonalNumber::ResidentId)
         );
-        // A wrong check character, an impossible date, or one character too many.
+        // A wrong check character or an impossible date.
         assert_eq!(find("110105194912310021"), None);
         assert_eq!(find("11010519491331002X"), None);
-        assert_eq!(find("11010519491231002X7"), None);
         assert_eq!(
             find("11010519491231002XX"),
             Some(PersonalNumber::ResidentId)
         );
-        assert_eq!(find("911010519491231002X"), None);
         // An X only ends a number.
         assert_eq!(find("1101051949123100X2"), None);
+    }
+
+    #[test]
+    fn mobile_numbers_with_a_glued_country_code_or_other_separators_are_found() {
+        for text in [
+            "+8613800138000",
+            "008613800138000",
+            "电话8613800138000",
+            "tel:+86-13800138000",
+            "0086 13800138000",
+            "86138 0013 8000",
+            "138/0013/8000",
+            "138_0013_8000",
+            "138／0013／8000",
+            "138＿0013＿8000",
+            "+86/138/0013/8000",
+            "+８６１３８００１３８０００",
+        ] {
+            assert_eq!(find(text), Some(PersonalNumber::MobilePhone), "{text}");
+        }
+    }
+
+    #[test]
+    fn resident_ids_glued_inside_longer_runs_or_split_by_other_separators_are_found() {
+        for text in [
+            "911010519491231002X",
+            "11010519491231002X7",
+            "编号202611010519491231002X号",
+            "订单11010519491231002X2026",
+            "110105/19491231/002X",
+            "110105_19491231_002X",
+            "110105／19491231＿002X",
+            "9110105 19491231 002X",
+            "2026-110105-19491231-002X-1",
+        ] {
+            assert_eq!(find(text), Some(PersonalNumber::ResidentId), "{text}");
+        }
+    }
+
+    #[test]
+    fn near_misses_are_not_personal_numbers() {
+        for text in [
+            "+8612800138000", // no mobile number starts 12, country code or not
+            "8612800138000",
+            "86 12800138000",
+            "1741234567890",        // a 13-digit timestamp in milliseconds
+            "8613800138000123",     // a country code does not make a longer run a number
+            "138001380001/2",       // one digit too many, then a separator
+            "20260305123456789012", // 20 digits without a valid ID window
+            "98765432109876543210",
+            "订单号 2026/03/05/0001",
+            "3/4 的住户, 12_5",
+        ] {
+            assert_eq!(find(text), None, "{text}");
+        }
     }
 
     fn body() -> impl Strategy<Value = String> {
@@ -275,6 +368,54 @@ mod tests {
     /// Text around a number: no digits, nothing that could join the number to its neighbours.
     fn filler() -> impl Strategy<Value = String> {
         "[a-z，。楼道灯坏了 ]{0,12}".prop_map(|s| s.trim_matches(' ').to_owned())
+    }
+
+    /// The characters a writer may group a number with, up to three of them.
+    fn separator() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "", " ", "-", ".", "/", "_", "\t", "\u{a0}", "\u{2013}", "\u{3000}", "－", "．", "／",
+            "＿", " - ", " / ",
+        ])
+    }
+
+    /// A country code in front of a mobile number, as people write it, or none.
+    fn country_code() -> impl Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "",
+            "86",
+            "+86",
+            "0086",
+            "+86 ",
+            "+86-",
+            "0086 ",
+            "(+86)",
+            "+８６",
+            "００８６",
+        ])
+    }
+
+    /// A run of 19 to 40 digits: random ones, or ones with a region and a birth date where an
+    /// ID number would have them, so that some hold an ID number and some just miss.
+    fn long_run() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{19,40}",
+            "[0-9]{0,8}[1-6][0-9]{5}(19[0-9]{2}|20[0-9]{2})(0[1-9]|1[0-2])[0-3][0-9][0-9]{4,12}",
+        ]
+    }
+
+    /// Whether some 18 consecutive digits of `digits` are an ID number, worked out afresh.
+    fn holds_id(digits: &str) -> bool {
+        (0..=digits.len().saturating_sub(18)).any(|start| {
+            let window = &digits[start..start + 18];
+            let (body, check) = window.split_at(17);
+            let year: i32 = body[6..10].parse().unwrap();
+            let month: u8 = body[10..12].parse().unwrap();
+            let day: u8 = body[12..14].parse().unwrap();
+            check.starts_with(check_char(body))
+                && (1900..=2100).contains(&year)
+                && (1..=12).contains(&month)
+                && (1..=days_in_month(year, month)).contains(&day)
+        })
     }
 
     proptest! {
@@ -299,7 +440,8 @@ mod tests {
         fn every_mobile_number_is_found(
             second in 3_u8..=9,
             rest in "[0-9]{9}",
-            separator in proptest::sample::select(vec!["", " ", "-", "\u{3000}"]),
+            code in country_code(),
+            separator in separator(),
             before in filler(),
         ) {
             let number = format!("1{second}{rest}");
@@ -309,11 +451,57 @@ mod tests {
                 &number[3..7],
                 &number[7..]
             );
-            let text = format!("{before}，电话{grouped}。");
-            prop_assert_eq!(find(&text), Some(PersonalNumber::MobilePhone));
+            let text = format!("{before}，电话{code}{grouped}。");
+            prop_assert_eq!(find(&text), Some(PersonalNumber::MobilePhone), "{}", text);
             // One more digit in the same run makes it some other number.
             let longer = format!("{before}，编号{number}7。");
             prop_assert_eq!(find(&longer), None);
+            let longer = format!("{before}，编号9{number}。");
+            prop_assert_eq!(find(&longer), None);
+        }
+
+        #[test]
+        fn no_mobile_number_starts_10_to_12(
+            second in 0_u8..=2,
+            rest in "[0-9]{9}",
+            code in country_code(),
+            separator in separator(),
+        ) {
+            let number = format!("1{second}{rest}");
+            let grouped = format!(
+                "{}{separator}{}{separator}{}",
+                &number[..3],
+                &number[3..7],
+                &number[7..]
+            );
+            let text = format!("电话{code}{grouped}。");
+            prop_assert_eq!(find(&text), None, "{}", text);
+        }
+
+        #[test]
+        fn every_resident_id_is_found_glued_or_split(
+            body in body(),
+            before in "[0-9]{0,12}",
+            after in "[0-9]{0,12}",
+            separator in separator(),
+        ) {
+            let id = format!("{body}{}", check_char(&body));
+            let glued = format!("编号{before}{id}{after}号");
+            prop_assert_eq!(find(&glued), Some(PersonalNumber::ResidentId), "{}", glued);
+            let split = format!(
+                "身份证{}{separator}{}{separator}{}",
+                &id[..6],
+                &id[6..14],
+                &id[14..]
+            );
+            prop_assert_eq!(find(&split), Some(PersonalNumber::ResidentId), "{}", split);
+        }
+
+        #[test]
+        fn a_long_run_is_an_id_only_where_a_window_is_one(digits in long_run()) {
+            let text = format!("订单{digits}号");
+            let expected = holds_id(&digits).then_some(PersonalNumber::ResidentId);
+            prop_assert_eq!(find(&text), expected, "{}", text);
         }
     }
 }
