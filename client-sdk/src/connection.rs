@@ -57,10 +57,13 @@ const WINDOW: usize = 128;
 /// Where the store keeps the area-sync cursor of the last batch it stored.
 const AREA_CURSOR: &str = "area_cursor";
 
-/// What one sync message from the server may inflate to. The server sends documents as it
-/// stores them, so this only keeps a hostile or broken server from exhausting the device's
-/// memory with a compressed bomb.
-const MAX_INFLATED_FROM_SERVER: usize = 512 * 1024 * 1024;
+/// What one sync message from the server may cost once decoded. The server sends documents as
+/// it stores them, so this only keeps a hostile or broken server from exhausting the device's
+/// memory with a compressed or run-length bomb.
+const FROM_SERVER: lianxin_protocol::chunk::Budget = lianxin_protocol::chunk::Budget {
+    max_inflated_bytes: 512 * 1024 * 1024,
+    max_ops: 50_000_000,
+};
 
 /// A connection that completed its handshake.
 pub(crate) struct OpenConnection {
@@ -697,17 +700,13 @@ impl ConnectionState {
             };
             let before = local.doc.get_heads();
             let unsent_before = local.unsent;
-            let effects =
-                match local
-                    .session
-                    .on_message(&mut local.doc, data, MAX_INFLATED_FROM_SERVER)
-                {
-                    Ok(effects) => effects,
-                    Err(e) => {
-                        tracing::warn!(doc_id = %id, error = %e, "bad sync message from server");
-                        return Ok(Vec::new());
-                    }
-                };
+            let effects = match local.session.on_message(&mut local.doc, data, &FROM_SERVER) {
+                Ok(effects) => effects,
+                Err(e) => {
+                    tracing::warn!(doc_id = %id, error = %e, "bad sync message from server");
+                    return Ok(Vec::new());
+                }
+            };
             if local.availability == Availability::Requested && !local.doc.get_heads().is_empty() {
                 local.availability = Availability::Ready;
             }

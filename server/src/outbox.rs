@@ -65,6 +65,10 @@ impl Outbox {
 
     /// Queues `message` without waiting.
     pub fn try_send(&self, message: Message) -> Result<(), PushError> {
+        // Checked first: bytes left in a dropped queue must not make it look full.
+        if self.tx.is_closed() {
+            return Err(PushError::Closed);
+        }
         let size = size_of(&message);
         let before = self.bytes.fetch_add(size, Ordering::AcqRel);
         if before > 0 && before.saturating_add(size) > self.max_bytes {
@@ -81,6 +85,11 @@ impl Outbox {
                 })
             }
         }
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 
     /// Bytes queued and not yet taken by the connection.

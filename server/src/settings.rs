@@ -236,8 +236,15 @@ pub struct Limits {
     /// before the row that would pass it (it always holds at least one row) and carries its
     /// `next` token.
     pub max_page_bytes: usize,
+    /// Operations (and changes) the Automerge chunks of one sync message may declare: what
+    /// bounds Automerge's work on a message, since run-length encoding declares a million
+    /// operations in three bytes. Over it: an `error` naming the limit.
+    pub max_message_ops: u64,
     /// Bytes one connection's send queue may hold (besides `send_queue` messages); a client
-    /// that lets more pile up is disconnected as too slow.
+    /// that lets more pile up is disconnected as too slow. One message is always let into an
+    /// empty queue, but a document larger than this that waits in the queue behind another
+    /// message makes the next one overflow it: keep it above the largest documents readers
+    /// fetch (the schema limits keep field documents far below the default).
     pub max_outbox_bytes: usize,
     /// Largest ephemeral message relayed, in bytes; larger ones get an `error`.
     pub max_ephemeral_bytes: usize,
@@ -272,6 +279,7 @@ impl Default for Limits {
             http_requests_per_second: 200,
             http_burst: 1000,
             max_page_bytes: 4 * 1024 * 1024,
+            max_message_ops: 250_000,
             max_outbox_bytes: 16 * 1024 * 1024,
             max_ephemeral_bytes: 64 * 1024,
             ephemeral_per_second: 20,
@@ -282,6 +290,14 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// What the Automerge chunks of one sync message may cost once decoded.
+    pub fn chunk_budget(&self) -> lianxin_protocol::chunk::Budget {
+        lianxin_protocol::chunk::Budget {
+            max_inflated_bytes: self.max_message_bytes,
+            max_ops: self.max_message_ops,
+        }
+    }
+
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
     }

@@ -15,13 +15,16 @@
 //! exactly what was counted. Chunk types are allowed by list: document, change and compressed
 //! change; bundles (type 3, never sent by `automerge::sync`) and unknown types are refused.
 //!
-//! This bounds bytes, not Automerge's own work on them; that is proportional to the bytes for
-//! every column encoding but run-length ones, see `docs/design/hostile-input.md`.
+//! Bytes alone do not bound Automerge's work: a run-length encoded column declares a million
+//! operations in three bytes, and Automerge builds every one. So the rows every column
+//! declares are counted too (runs are summed without being expanded), and the largest count
+//! of a chunk's columns is held to an operation budget; in a document chunk its changes count
+//! as well. See `docs/design/hostile-input.md`.
 //!
 //! This module must not allocate in proportion to anything the peer declares (only to what it
 //! actually sent), and must not panic on any input.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 /// The four bytes every Automerge chunk starts with.
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
@@ -37,7 +40,7 @@ const COMPRESSED_CHANGE: u8 = 2;
 /// Why a peer's Automerge bytes were refused before Automerge saw them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
-    /// The bytes are not a sequence of well-formed chunk headers.
+    /// The bytes are not a sequence of well-formed chunk headers and columns.
     #[error("malformed Automerge chunk: {0}")]
     Malformed(&'static str),
     /// A chunk type this server does not take from peers.
@@ -49,6 +52,27 @@ pub enum ChunkError {
     /// The chunks would take more than the budget once inflated.
     #[error("Automerge changes inflate to more than {limit} bytes")]
     TooLarge { limit: usize },
+    /// The chunks declare more operations (or changes) than the budget allows.
+    #[error("Automerge changes hold more than {limit} operations")]
+    TooManyOps { limit: u64 },
+}
+
+impl ChunkError {
+    /// Whether the bytes are broken (rather than well-formed but over a limit).
+    pub fn is_malformed(&self) -> bool {
+        !matches!(self, Self::TooLarge { .. } | Self::TooManyOps { .. })
+    }
+}
+
+/// What the chunks of one message may cost once decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes, once every compressed part is inflated.
+    pub max_inflated_bytes: usize,
+    /// Rows of every column: operations, and the changes of a document chunk. Automerge
+    /// builds each operation a column declares, and run-length encoding declares a million of
+    /// them in three bytes, so bytes alone do not bound its work.
+    pub max_ops: u64,
 }
 
 /// What [`inspect`] found.
@@ -58,38 +82,230 @@ pub struct Inspection {
     pub chunks: usize,
     /// Their size once every compressed part is inflated.
     pub inflated_bytes: usize,
+    /// The operations (and, in documents, changes) their columns declare.
+    pub ops: u64,
 }
 
 /// Checks that `bytes` is a sequence of accepted Automerge chunks (as `load_incremental` takes
-/// them) that inflates to at most `budget` bytes, and says how much it inflates to.
-pub fn inspect(bytes: &[u8], budget: usize) -> Result<Inspection, ChunkError> {
-    let mut found = Inspection::default();
+/// them) within `budget`, and says what it costs.
+pub fn inspect(bytes: &[u8], budget: &Budget) -> Result<Inspection, ChunkError> {
+    // Inner parts stop at what is left of the budget; the peer hears the whole budget.
+    walk_chunks(bytes, budget).map_err(|e| match e {
+        ChunkError::TooManyOps { .. } => ChunkError::TooManyOps {
+            limit: budget.max_ops,
+        },
+        other => other,
+    })
+}
+
+fn walk_chunks(bytes: &[u8], budget: &Budget) -> Result<Inspection, ChunkError> {
+    let mut walk = Walk {
+        budget: *budget,
+        found: Inspection::default(),
+    };
     let mut rest = bytes;
     while !rest.is_empty() {
         let (chunk_type, data, after) = header(rest)?;
-        let left = budget.saturating_sub(found.inflated_bytes);
-        // The header counts too; it is at most a few bytes more than the data.
-        let header_len = rest.len() - after.len() - data.len();
-        let data_size = match chunk_type {
-            CHANGE => Ok(data.len()),
-            DOCUMENT => document(data, left),
-            COMPRESSED_CHANGE => inflated(data, left),
-            other => Err(ChunkError::Type(other)),
-        };
-        // Inner parts stop at what is left of the budget; the peer hears the whole budget.
-        let data_size = data_size.map_err(|e| match e {
-            ChunkError::TooLarge { .. } => ChunkError::TooLarge { limit: budget },
-            other => other,
-        })?;
-        let size = header_len + data_size;
-        found.inflated_bytes = found.inflated_bytes.saturating_add(size);
-        if found.inflated_bytes > budget {
-            return Err(ChunkError::TooLarge { limit: budget });
+        // The header counts too; it is a few bytes more than the data.
+        walk.add_bytes(rest.len() - after.len() - data.len())?;
+        match chunk_type {
+            CHANGE => walk.change(data)?,
+            DOCUMENT => walk.document(data)?,
+            COMPRESSED_CHANGE => {
+                let inflated = walk.inflate(data)?;
+                walk.change_columns(&inflated)?;
+            }
+            other => return Err(ChunkError::Type(other)),
         }
-        found.chunks += 1;
+        walk.found.chunks += 1;
         rest = after;
     }
-    Ok(found)
+    Ok(walk.found)
+}
+
+/// The state of one inspection: what was found so far against the budget.
+struct Walk {
+    budget: Budget,
+    found: Inspection,
+}
+
+impl Walk {
+    fn add_bytes(&mut self, n: usize) -> Result<(), ChunkError> {
+        self.found.inflated_bytes = self.found.inflated_bytes.saturating_add(n);
+        if self.found.inflated_bytes > self.budget.max_inflated_bytes {
+            return Err(ChunkError::TooLarge {
+                limit: self.budget.max_inflated_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn ops_left(&self) -> u64 {
+        self.budget.max_ops.saturating_sub(self.found.ops)
+    }
+
+    fn add_ops(&mut self, n: u64) -> Result<(), ChunkError> {
+        self.found.ops = self.found.ops.saturating_add(n);
+        if self.found.ops > self.budget.max_ops {
+            return Err(ChunkError::TooManyOps {
+                limit: self.budget.max_ops,
+            });
+        }
+        Ok(())
+    }
+
+    /// Inflates `compressed` into memory, stopping as soon as it passes the budget (so it
+    /// never holds more than a message's worth), and counts it.
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Vec<u8>, ChunkError> {
+        let left = self
+            .budget
+            .max_inflated_bytes
+            .saturating_sub(self.found.inflated_bytes);
+        let cap = u64::try_from(left).unwrap_or(u64::MAX).saturating_add(1);
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(compressed)
+            .take(cap)
+            .read_to_end(&mut out)
+            .map_err(|_| ChunkError::Deflate)?;
+        self.add_bytes(out.len())?;
+        Ok(out)
+    }
+
+    /// An uncompressed change chunk's data.
+    fn change(&mut self, data: &[u8]) -> Result<(), ChunkError> {
+        self.add_bytes(data.len())?;
+        self.change_columns(data)
+    }
+
+    /// Counts the operations a change's data declares (its bytes are counted by the caller).
+    fn change_columns(&mut self, data: &[u8]) -> Result<(), ChunkError> {
+        let mut rest = data;
+        let deps = uleb(&mut rest)?;
+        skip(&mut rest, deps.saturating_mul(32))?;
+        let actor = uleb(&mut rest)?;
+        skip(&mut rest, actor)?;
+        let _seq = uleb(&mut rest)?;
+        let _start_op = uleb(&mut rest)?;
+        let _time = sleb(&mut rest)?;
+        let message = uleb(&mut rest)?;
+        skip(&mut rest, message)?;
+        let others = uleb(&mut rest)?;
+        for _ in 0..others {
+            let len = uleb(&mut rest)?;
+            skip(&mut rest, len)?;
+        }
+        let columns = columns(&mut rest)?;
+        let mut rows = 0;
+        for (spec, len) in columns {
+            let data = take_u64(&mut rest, len)?;
+            if spec & DEFLATE_BIT != 0 {
+                // Automerge refuses compressed columns in change chunks.
+                return Err(ChunkError::Malformed("compressed column in a change"));
+            }
+            rows = rows.max(column_rows(spec, data, self.ops_left())?);
+        }
+        self.add_ops(rows)
+    }
+
+    /// A document chunk's data: the prefix (actors, heads, column metadata) and suffix as
+    /// they are, each column inflated if it is compressed; the rows of its change columns
+    /// and of its operation columns both count.
+    fn document(&mut self, data: &[u8]) -> Result<(), ChunkError> {
+        let mut rest = data;
+        let actors = uleb(&mut rest)?;
+        for _ in 0..actors {
+            let len = uleb(&mut rest)?;
+            skip(&mut rest, len)?;
+        }
+        let heads = uleb(&mut rest)?;
+        skip(&mut rest, heads.saturating_mul(32))?;
+        let change_columns = columns(&mut rest)?;
+        let op_columns = columns(&mut rest)?;
+        self.add_bytes(data.len() - rest.len())?;
+        for group in [change_columns, op_columns] {
+            let mut rows = 0;
+            for (spec, len) in group {
+                let column = take_u64(&mut rest, len)?;
+                let rows_here = if spec & DEFLATE_BIT != 0 {
+                    let inflated = self.inflate(column)?;
+                    column_rows(spec, &inflated, self.ops_left())?
+                } else {
+                    self.add_bytes(column.len())?;
+                    column_rows(spec, column, self.ops_left())?
+                };
+                rows = rows.max(rows_here);
+            }
+            self.add_ops(rows)?;
+        }
+        // The suffix (head indexes) is read by Automerge as it is.
+        self.add_bytes(rest.len())
+    }
+}
+
+/// How many rows (values, including nulls) one column declares, failing as soon as that
+/// passes `cap`. The encodings are automerge's: run-length encoding (a signed count, then one
+/// value for a run, that many values for a literal list, or a null count), boolean runs
+/// (alternating lengths), and raw bytes (no rows of their own). A group column's values are
+/// row counts of the columns it groups, so they are held to `cap` too.
+fn column_rows(spec: u64, data: &[u8], cap: u64) -> Result<u64, ChunkError> {
+    const GROUP: u64 = 0;
+    const ACTOR: u64 = 1;
+    const INTEGER: u64 = 2;
+    const DELTA: u64 = 3;
+    const BOOLEAN: u64 = 4;
+    const STRING: u64 = 5;
+    const VALUE_METADATA: u64 = 6;
+    let too_many = ChunkError::TooManyOps { limit: cap };
+    let mut rest = data;
+    let mut rows: u64 = 0;
+    let mut grouped: u64 = 0;
+    let column_type = spec & 0b111;
+    let value = |rest: &mut &[u8]| -> Result<u64, ChunkError> {
+        match column_type {
+            DELTA => sleb(rest).map(|_| 0),
+            STRING => {
+                let len = uleb(rest)?;
+                skip(rest, len).map(|()| 0)
+            }
+            _ => uleb(rest),
+        }
+    };
+    match column_type {
+        BOOLEAN => {
+            while !rest.is_empty() {
+                rows = rows.saturating_add(uleb(&mut rest)?);
+                if rows > cap {
+                    return Err(too_many);
+                }
+            }
+        }
+        GROUP | ACTOR | INTEGER | DELTA | STRING | VALUE_METADATA => {
+            while !rest.is_empty() {
+                let count = sleb(&mut rest)?;
+                if count > 0 {
+                    let v = value(&mut rest)?;
+                    rows = rows.saturating_add(count.unsigned_abs());
+                    grouped = grouped.saturating_add(v.saturating_mul(count.unsigned_abs()));
+                } else if count < 0 {
+                    // Each literal value takes at least a byte, so this loop is bounded by
+                    // the bytes sent, whatever the count claims.
+                    for _ in 0..count.unsigned_abs() {
+                        let v = value(&mut rest)?;
+                        grouped = grouped.saturating_add(v);
+                        rows += 1;
+                    }
+                } else {
+                    rows = rows.saturating_add(uleb(&mut rest)?);
+                }
+                if rows > cap || (column_type == GROUP && grouped > cap) {
+                    return Err(too_many);
+                }
+            }
+        }
+        // Raw values: their metadata column declares the rows.
+        _ => {}
+    }
+    Ok(rows)
 }
 
 /// Splits one chunk off `input`: its type, its data, and what follows it.
@@ -102,41 +318,8 @@ fn header(input: &[u8]) -> Result<(u8, &[u8], &[u8]), ChunkError> {
     let _checksum = take(&mut rest, 4)?;
     let chunk_type = take(&mut rest, 1)?[0];
     let len = uleb(&mut rest)?;
-    let len = usize::try_from(len).map_err(|_| ChunkError::Malformed("chunk length"))?;
-    let data = take(&mut rest, len)?;
+    let data = take_u64(&mut rest, len)?;
     Ok((chunk_type, data, rest))
-}
-
-/// The inflated size of a document chunk's data: the prefix (actors, heads, column
-/// metadata) and suffix as they are, each column inflated if it is compressed.
-fn document(data: &[u8], budget: usize) -> Result<usize, ChunkError> {
-    let mut rest = data;
-    let actors = uleb(&mut rest)?;
-    for _ in 0..actors {
-        let len = uleb(&mut rest)?;
-        skip(&mut rest, len)?;
-    }
-    let heads = uleb(&mut rest)?;
-    skip(&mut rest, heads.saturating_mul(32))?;
-    let change_columns = columns(&mut rest)?;
-    let op_columns = columns(&mut rest)?;
-    let prefix_len = data.len() - rest.len();
-    let mut size = prefix_len;
-    for (spec, len) in change_columns.into_iter().chain(op_columns) {
-        let len = usize::try_from(len).map_err(|_| ChunkError::Malformed("column length"))?;
-        let column = take(&mut rest, len)?;
-        let column_size = if spec & DEFLATE_BIT != 0 {
-            inflated(column, budget.saturating_sub(size))?
-        } else {
-            column.len()
-        };
-        size = size.saturating_add(column_size);
-        if size > budget {
-            return Err(ChunkError::TooLarge { limit: budget });
-        }
-    }
-    // The suffix (head indexes) is read by Automerge as it is.
-    Ok(size.saturating_add(rest.len()))
 }
 
 /// Reads column metadata: a count, then (specification, length) pairs. Each pair takes at
@@ -155,16 +338,9 @@ fn columns(rest: &mut &[u8]) -> Result<Vec<(u64, u64)>, ChunkError> {
     Ok(columns)
 }
 
-/// How many bytes `compressed` inflates to, stopping as soon as it passes `budget`.
-fn inflated(compressed: &[u8], budget: usize) -> Result<usize, ChunkError> {
-    let cap = u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1);
-    let mut decoder = flate2::read::DeflateDecoder::new(compressed).take(cap);
-    let n = io::copy(&mut decoder, &mut io::sink()).map_err(|_| ChunkError::Deflate)?;
-    let n = usize::try_from(n).unwrap_or(usize::MAX);
-    if n > budget {
-        return Err(ChunkError::TooLarge { limit: budget });
-    }
-    Ok(n)
+fn take_u64<'a>(rest: &mut &'a [u8], len: u64) -> Result<&'a [u8], ChunkError> {
+    let len = usize::try_from(len).map_err(|_| ChunkError::Malformed("truncated"))?;
+    take(rest, len)
 }
 
 fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], ChunkError> {
@@ -177,8 +353,7 @@ fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], ChunkError> {
 }
 
 fn skip(rest: &mut &[u8], len: u64) -> Result<(), ChunkError> {
-    let len = usize::try_from(len).map_err(|_| ChunkError::Malformed("truncated"))?;
-    take(rest, len).map(|_| ())
+    take_u64(rest, len).map(|_| ())
 }
 
 /// Reads one unsigned LEB128 number.
@@ -198,6 +373,29 @@ fn uleb(rest: &mut &[u8]) -> Result<u64, ChunkError> {
         }
     }
     Err(ChunkError::Malformed("number too large"))
+}
+
+/// Reads one signed LEB128 number.
+fn sleb(rest: &mut &[u8]) -> Result<i64, ChunkError> {
+    let mut value: i64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let (&byte, tail) = rest
+            .split_first()
+            .ok_or(ChunkError::Malformed("truncated number"))?;
+        *rest = tail;
+        if shift >= 64 {
+            return Err(ChunkError::Malformed("number too large"));
+        }
+        value |= i64::from(byte & 0x7f).wrapping_shl(shift);
+        shift += 7;
+        if byte & 0x80 == 0 {
+            if shift < 64 && byte & 0x40 != 0 {
+                value |= -1i64 << shift;
+            }
+            return Ok(value);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -153,21 +153,22 @@ impl DocSession {
 
     /// Parses and checks a sync message without applying it, so a caller can vet it (for
     /// example, refuse one that carries changes from a read-only peer) before
-    /// [`DocSession::apply_message`]. Its changes together may inflate to at most
-    /// `max_inflated_bytes` (see [`crate::chunk`]).
-    pub fn decode(data: &[u8], max_inflated_bytes: usize) -> Result<sync::Message, SessionError> {
+    /// [`DocSession::apply_message`]. Its changes together must stay within `budget` (see
+    /// [`crate::chunk`]).
+    pub fn decode(data: &[u8], budget: &chunk::Budget) -> Result<sync::Message, SessionError> {
         let message =
             sync::Message::decode(data).map_err(|e| SessionError::BadSyncMessage(e.to_string()))?;
-        let mut left = max_inflated_bytes;
+        let mut left = *budget;
         for chunks in message.changes.iter() {
-            let found = chunk::inspect(chunks, left)?;
-            left -= found.inflated_bytes;
+            let found = chunk::inspect(chunks, &left)?;
+            left.max_inflated_bytes -= found.inflated_bytes;
+            left.max_ops -= found.ops;
         }
         vet(message)
     }
 
-    /// Applies the `data` of a `sync` or `request` message from the peer, whose changes may
-    /// inflate to at most `max_inflated_bytes`.
+    /// Applies the `data` of a `sync` or `request` message from the peer, whose changes must
+    /// stay within `budget`.
     ///
     /// On success, `persist` holds what became new in `doc`, and `send` the answer for the peer.
     /// See the module documentation for the order to act on them, and for what to do on error.
@@ -175,9 +176,9 @@ impl DocSession {
         &mut self,
         doc: &mut Automerge,
         data: &[u8],
-        max_inflated_bytes: usize,
+        budget: &chunk::Budget,
     ) -> Result<Effects, SessionError> {
-        let message = Self::decode(data, max_inflated_bytes)?;
+        let message = Self::decode(data, budget)?;
         self.apply_message(doc, message)
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use automerge::{Automerge, ReadDoc};
 use lianxin_protocol::domain::{self, Actor, DocInfo, Outcome, Projected, access, schema};
-use lianxin_protocol::{DocSession, DocumentId, Message};
+use lianxin_protocol::{DocSession, DocumentId, Message, SessionError, chunk};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -140,7 +140,7 @@ struct SessionSlot {
     /// of its messages so far). Each message is applied to a fork, so without this a change
     /// whose dependency comes in a later message would be dropped with its fork, and two
     /// messages that each lack what the other carries would be refused in turn forever.
-    pending: Vec<Vec<u8>>,
+    pending: Vec<Held>,
     /// Whether the store has a `sync_states` row for this device and document.
     recorded: bool,
 }
@@ -168,6 +168,8 @@ enum Refusal {
     Busy { doc: DocumentId },
     #[error("document {doc}: malformed sync message: {reason}")]
     Malformed { doc: DocumentId, reason: String },
+    #[error("document {doc}: sync message refused: {reason}")]
+    OverLimit { doc: DocumentId, reason: String },
     #[error("document {doc}: would grow to {size} bytes, over the limit of {limit} bytes")]
     TooLarge {
         doc: DocumentId,
@@ -343,8 +345,16 @@ impl DocActor {
     ) -> Result<(), Refusal> {
         // Checked once, before the document is loaded: the chunks it carries must inflate to
         // at most a message's worth of bytes (see `lianxin_protocol::chunk`).
-        let message = match DocSession::decode(data, self.ctx.limits.max_message_bytes) {
+        let message = match DocSession::decode(data, &self.ctx.limits.chunk_budget()) {
             Ok(message) => message,
+            // Well-formed but over a limit: refused, but not counted against the connection's
+            // malformed-message budget (an honest client may hold a document this large).
+            Err(SessionError::Chunks(e)) if !e.is_malformed() => {
+                return Err(Refusal::OverLimit {
+                    doc: self.id,
+                    reason: e.to_string(),
+                });
+            }
             Err(e) => {
                 self.ctx.metrics.malformed_messages.inc();
                 peer.strikes.strike();
@@ -668,16 +678,16 @@ impl DocActor {
             hold(
                 &mut slot.pending,
                 incoming.clone(),
-                self.ctx.limits.max_message_bytes,
+                &self.ctx.limits.chunk_budget(),
             );
         }
         let mut candidate = if message.changes.is_empty() {
             None
         } else {
             let mut fork = loaded.doc.fork();
-            for chunk in &slot.pending {
+            for held in &slot.pending {
                 // Queued by Automerge until their dependencies arrive.
-                let _ = fork.load_incremental(chunk);
+                let _ = fork.load_incremental(&held.bytes);
             }
             Some((fork, slot.session.clone()))
         };
@@ -710,11 +720,7 @@ impl DocActor {
                 // may have stored them (the device synced with it before).
                 return Err(Step::Behind);
             } else {
-                hold(
-                    &mut slot.pending,
-                    incoming,
-                    self.ctx.limits.max_message_bytes,
-                );
+                hold(&mut slot.pending, incoming, &self.ctx.limits.chunk_budget());
             }
         }
         let mut outcome = None;
@@ -1170,8 +1176,9 @@ impl DocActor {
         let Some(slot) = self.sessions.remove(&conn) else {
             return;
         };
-        if let Some(peer) = watch {
-            // Registered here, between two changes this actor handles, so none is missed.
+        // Registered here, between two changes this actor handles, so none is missed; not for
+        // a connection that is gone (its watches were removed as it closed).
+        if let Some(peer) = watch.filter(|peer| !peer.outbox.is_closed()) {
             self.hub.watch(&peer, &[self.id]);
         }
         if let Some(key) = &slot.peer.peer_key {
@@ -1264,11 +1271,19 @@ pub(super) fn tell_changed(ctx: &DocContext, watchers: &[Arc<Peer>], doc: Docume
     }
 }
 
+/// A change chunk held for a session until its dependencies arrive.
+struct Held {
+    hash: automerge::ChangeHash,
+    bytes: Vec<u8>,
+    /// What it costs decoded (see `lianxin_protocol::chunk`).
+    cost: chunk::Inspection,
+}
+
 /// Whether every change `message` carries depends on a change that neither the document, nor
 /// the message, nor the changes held for the session (`pending`) contain: then none of them
 /// can apply. Anything that does not parse as a single change (a whole document, several
 /// chunks in one entry) counts as applicable, and is judged on a fork as usual.
-fn orphans_only(doc: &Automerge, message: &automerge::sync::Message, pending: &[Vec<u8>]) -> bool {
+fn orphans_only(doc: &Automerge, message: &automerge::sync::Message, pending: &[Held]) -> bool {
     if message.changes.is_empty() {
         return false;
     }
@@ -1279,39 +1294,50 @@ fn orphans_only(doc: &Automerge, message: &automerge::sync::Message, pending: &[
             Err(_) => return false,
         }
     }
-    let lacking = |change: &automerge::Change| -> Vec<automerge::ChangeHash> {
-        doc.get_missing_deps(change.deps())
-            .into_iter()
-            .filter(|dep| !changes.iter().any(|c| c.hash() == *dep))
-            .collect()
+    let known = |dep: &automerge::ChangeHash| {
+        changes.iter().any(|c| c.hash() == *dep) || pending.iter().any(|h| h.hash == *dep)
     };
-    let missing: Vec<Vec<automerge::ChangeHash>> = changes.iter().map(lacking).collect();
-    if missing.iter().any(Vec::is_empty) {
-        return false;
-    }
-    // Only now, and rarely: could the held changes supply what is missing?
-    let held: Vec<automerge::ChangeHash> = pending
-        .iter()
-        .filter_map(|chunk| automerge::Change::try_from(chunk.as_slice()).ok())
-        .map(|c| c.hash())
-        .collect();
-    missing
-        .iter()
-        .all(|deps| deps.iter().any(|dep| !held.contains(dep)))
+    changes.iter().all(|change| {
+        doc.get_missing_deps(change.deps())
+            .iter()
+            .any(|dep| !known(dep))
+    })
 }
 
 /// Keeps `incoming` changes for a session until their dependencies arrive, within a quarter
-/// of a message's worth of bytes: past that the oldest are forgotten (the peer offers them
-/// again once it learns we lack them).
-fn hold(pending: &mut Vec<Vec<u8>>, incoming: Vec<Vec<u8>>, max_message_bytes: usize) {
-    let room = max_message_bytes / 4;
-    let held: usize = pending.iter().map(Vec::len).sum();
-    let adding: usize = incoming.iter().map(Vec::len).sum();
-    if held + adding > room {
+/// of a message's budget in decoded bytes and in operations (what a fork pays to take them in
+/// again with every message): past that the held ones are forgotten (the peer offers them
+/// again once it learns we lack them). Entries that are not single changes are not held.
+fn hold(pending: &mut Vec<Held>, incoming: Vec<Vec<u8>>, budget: &chunk::Budget) {
+    let room = chunk::Budget {
+        max_inflated_bytes: budget.max_inflated_bytes / 4,
+        max_ops: budget.max_ops / 4,
+    };
+    let mut adding = Vec::new();
+    for bytes in incoming {
+        let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
+            continue;
+        };
+        let hash = change.hash();
+        if pending.iter().chain(&adding).any(|h: &Held| h.hash == hash) {
+            continue;
+        }
+        if let Ok(cost) = chunk::inspect(&bytes, &room) {
+            adding.push(Held { hash, bytes, cost });
+        }
+    }
+    let total = |held: &[Held]| {
+        held.iter().fold((0usize, 0u64), |(b, o), h| {
+            (b + h.cost.inflated_bytes, o + h.cost.ops)
+        })
+    };
+    let (held_bytes, held_ops) = total(pending);
+    let (new_bytes, new_ops) = total(&adding);
+    if held_bytes + new_bytes > room.max_inflated_bytes || held_ops + new_ops > room.max_ops {
         pending.clear();
     }
-    if adding <= room {
-        pending.extend(incoming);
+    if new_bytes <= room.max_inflated_bytes && new_ops <= room.max_ops {
+        pending.extend(adding);
     }
 }
 

@@ -9,8 +9,11 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// What the peers' changes may inflate to.
-const LIMIT: usize = 64 << 20;
+/// What the peers' changes may cost.
+const LIMIT: &crate::chunk::Budget = &crate::chunk::Budget {
+    max_inflated_bytes: 64 << 20,
+    max_ops: 10_000_000,
+};
 
 /// One side of a connection: a document, its session, and what it persisted.
 struct Peer {

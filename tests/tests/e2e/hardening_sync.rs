@@ -223,6 +223,9 @@ async fn orphan_changes_cost_no_reload() {
     let db = TestDb::new(Backend::Sqlite).await;
     let mut settings = test_settings(&db);
     settings.limits.document_idle_secs = 600;
+    // The big document is 2 million operations, over the default per-message budget: such
+    // documents exist (stored before the limits, or grown change by change).
+    settings.limits.max_message_ops = 5_000_000;
     let app = spawn_app_with(settings).await;
     let id = big_document(&app).await;
 
@@ -502,23 +505,146 @@ async fn a_flood_of_malformed_frames_ends_the_connection() {
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&db).await;
     let mut bad = RawPeer::connect(&app, &app.token("bad", "bad-phone").await).await;
+    // One frame at a time, each answered before the next is sent (so the end of the
+    // connection is not a race with frames still in flight).
+    let mut errors = 0;
+    let mut goodbye = None;
     for _ in 0..20 {
         bad.send_bytes(vec![0xff]).await;
-    }
-    let mut errors = Vec::new();
-    while let Some(frame) = bad.recv_frame().await {
-        match Message::decode(&frame) {
-            Ok(Message::Error { message, .. }) => errors.push(message),
+        match bad.recv().await {
+            Some(Message::Error { message, .. }) if message.contains("too many malformed") => {
+                goodbye = Some(message);
+                break;
+            }
+            Some(Message::Error { message, .. }) => {
+                assert!(message.contains("malformed"), "{message}");
+                errors += 1;
+                // The frame that spends the budget gets its error and then the goodbye.
+                if errors == 16 {
+                    if let Some(Message::Error { message, .. }) = bad.recv().await {
+                        goodbye = Some(message);
+                    }
+                    break;
+                }
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
-    // One error per malformed frame up to the budget (16), then the goodbye.
-    assert!(errors.len() <= 17, "{} error replies", errors.len());
+    assert_eq!(errors, 16, "one error per malformed frame up to the budget");
     assert!(
-        errors
-            .last()
-            .is_some_and(|e| e.contains("too many malformed")),
-        "the connection was not closed for its malformed messages: {errors:?}"
+        goodbye.is_some_and(|g| g.contains("too many malformed")),
+        "the connection was not closed for its malformed messages"
+    );
+    assert_eq!(bad.closed().await, Some(1008));
+    app.stop().await;
+}
+
+/// `raw`, a change chunk, as a compressed change chunk (type 2) with the same checksum.
+fn compress_change(raw: &[u8]) -> Vec<u8> {
+    let mut rest = &raw[9..];
+    let mut len = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = rest[0];
+        rest = &rest[1..];
+        len |= u64::from(byte & 0x7f) << shift;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    assert_eq!(rest.len() as u64, len);
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(rest).unwrap();
+    let mut out = chunk(2, &encoder.finish().unwrap());
+    out[4..8].copy_from_slice(&raw[4..8]);
+    out
+}
+
+crate::both_backends!(a_run_length_bomb_is_refused_by_its_operations);
+
+async fn a_run_length_bomb_is_refused_by_its_operations(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = field_app(&db).await;
+    let token = app
+        .token_as("vol-1", "vol-1-phone", "volunteer", GRID_A)
+        .await;
+    let mut attacker = RawPeer::connect(&app, &token).await;
+    // 300,000 nulls inserted into a list: a change of about a hundred bytes, which Automerge
+    // would expand into 300,000 operations before any rule looked at it.
+    let mut doc = automerge::AutoCommit::new();
+    let list = doc.put_object(ROOT, "list", ObjType::List).unwrap();
+    doc.splice(&list, 0, 0, vec![automerge::ScalarValue::Null; 300_000])
+        .unwrap();
+    doc.commit();
+    let bomb = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    assert!(bomb.len() < 200, "{} bytes", bomb.len());
+    drop(doc);
+    let id = DocumentId::random();
+    let message = sync(&attacker, id, sync_with_chunks(vec![bomb]));
+    attacker.send(&message).await;
+    match attacker.recv().await {
+        Some(Message::Error { message, .. }) => {
+            assert!(message.contains("operations"), "{message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(app.stored_doc(id).await.is_none(), "nothing stored");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_orphans_are_bounded_by_what_they_inflate_to() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&db).await;
+    let writer = Client::in_memory(ClientConfig::default()).await.unwrap();
+    writer
+        .connect(&app.ws_url(), &app.token("writer", "writer-phone").await)
+        .await
+        .unwrap();
+    let id = writer
+        .create(|tx| tx.put(ROOT, "n", 0).map(|_| ()))
+        .await
+        .unwrap();
+    writer.wait_synced(id, WAIT).await.unwrap();
+    let mut reader = RawPeer::connect(&app, &app.token("reader", "reader-phone").await).await;
+    open(&mut reader, id).await;
+
+    // Forty changes that each inflate to 1.5 MB from 1.5 KB, all built on a change the server
+    // never gets: they wait for it in the session's pending set.
+    let mut base = automerge::AutoCommit::new();
+    base.put(ROOT, "base", 1).unwrap();
+    base.commit();
+    let orphans: Vec<Vec<u8>> = (0..40)
+        .map(|_| {
+            let mut fork = base.fork();
+            fork.put(ROOT, "blob", "a".repeat(1_500_000)).unwrap();
+            fork.commit();
+            compress_change(fork.get_last_local_change().unwrap().raw_bytes())
+        })
+        .collect();
+    assert!(orphans.iter().all(|o| o.len() < 8 * 1024));
+    drop(base);
+    let message = request(&reader, DocumentId::random());
+    reader.send(&message).await;
+    let _ = reader.recv().await;
+    let before = peak_rss_bytes();
+    for orphan in orphans {
+        let message = sync(&reader, id, sync_with_chunks(vec![orphan]));
+        reader.send(&message).await;
+        let _ = next_within(&mut reader, Duration::from_millis(300)).await;
+    }
+    let after = peak_rss_bytes();
+    println!(
+        "held orphans: peak RSS {} MiB before, {} MiB after",
+        before / MIB,
+        after / MIB
+    );
+    assert!(
+        after < before + 32 * MIB,
+        "peak RSS went from {} MiB to {} MiB",
+        before / MIB,
+        after / MIB
     );
     app.stop().await;
 }

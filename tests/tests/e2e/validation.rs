@@ -11,6 +11,10 @@ use lianxin_protocol::{DocSession, DocumentId, Message};
 use lianxin_tests::{Backend, RawPeer, TestDb, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(10);
+const BUDGET: lianxin_protocol::chunk::Budget = lianxin_protocol::chunk::Budget {
+    max_inflated_bytes: 64 << 20,
+    max_ops: 10_000_000,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
@@ -62,7 +66,7 @@ async fn a_change_under_another_devices_actor_is_rejected_and_stored_nowhere() {
         let Some(Message::Sync { data, .. }) = mallory.recv().await else {
             panic!("expected sync");
         };
-        let _ = session.on_message(&mut doc, &data, 64 << 20).unwrap();
+        let _ = session.on_message(&mut doc, &data, &BUDGET).unwrap();
     };
     mallory
         .send(&Message::Sync {
@@ -132,7 +136,7 @@ async fn answer(
     id: DocumentId,
     data: &[u8],
 ) {
-    let effects = session.on_message(doc, data, 64 << 20).unwrap();
+    let effects = session.on_message(doc, data, &BUDGET).unwrap();
     if let Some(reply) = effects.send {
         peer.send(&Message::Sync {
             sender_id: peer.peer_id.clone(),
