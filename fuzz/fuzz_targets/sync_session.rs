@@ -53,8 +53,9 @@ fn check_persisted(stored: &[u8], persist: &[u8], doc: &Automerge) {
 
 /// The server's path for changes whose dependencies are missing (`server/src/hub/doc_actor.rs`:
 /// a message whose chunks all parse as `automerge::Change` is held, and the held chunks are
-/// later loaded into a fork with `load_incremental`, which does not run under `catch_unwind`):
-/// loading such chunks must not panic.
+/// later loaded into a fork with `load_incremental`). Automerge may panic there on chunks it
+/// parsed; the server loads them under `catch_unwind` and drops them, and so does this model:
+/// what must not happen is a panic that escapes.
 fn held(doc: &Automerge, message: &automerge::sync::Message) {
     if message.changes.is_empty()
         || !message
@@ -65,9 +66,11 @@ fn held(doc: &Automerge, message: &automerge::sync::Message) {
         return;
     }
     let mut fork = doc.clone().with_actor(ActorId::from([7u8; 16]));
-    for chunk in message.changes.iter() {
-        let _ = fork.load_incremental(chunk);
-    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for chunk in message.changes.iter() {
+            let _ = fork.load_incremental(chunk);
+        }
+    }));
 }
 
 fn run(data: &[u8]) {

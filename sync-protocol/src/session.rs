@@ -18,9 +18,10 @@
 //! change chunks (`Automerge::save_after`). Stored in order, the concatenation of all of them is a
 //! valid input to `Automerge::load`.
 //!
-//! If [`DocSession::on_message`] fails with [`SessionError::ApplyFailed`], the document may hold
-//! part of the message and none of it was persisted: drop the in-memory document and this
-//! session, reload the document from storage, and close the connection.
+//! If [`DocSession::on_message`] fails with [`SessionError::ApplyFailed`] or
+//! [`SessionError::NonCanonical`], the document may hold part of the message and none of it was
+//! persisted: drop the in-memory document and this session, reload the document from storage,
+//! and close the connection.
 //!
 //! # Hostile input
 //!
@@ -86,6 +87,10 @@ pub enum SessionError {
     /// ([`crate::chunk::inspect`]). Automerge has not seen them.
     #[error("refused sync message: {0}")]
     Chunks(#[from] ChunkError),
+    /// A change that is not in Automerge's canonical encoding: stored, it would load as a
+    /// change with another hash than the one the peer was told we have.
+    #[error("refused sync message: a change is not in Automerge's canonical encoding")]
+    NonCanonical,
     /// Automerge could not apply the message to the document. The document may hold part of it.
     #[error("could not apply sync message: {0}")]
     ApplyFailed(String),
@@ -214,15 +219,19 @@ impl DocSession {
             }
         }
         let heads_changed = doc.get_heads() != heads_before;
-        let persist = heads_changed.then(|| {
-            if heads_before.is_empty() {
+        let persist = if heads_changed {
+            // Checked first: a change that would not be stored as received is refused.
+            let changes = save_after_checked(doc, &heads_before)?;
+            Some(if heads_before.is_empty() {
                 // The whole document is new; its compressed form is much smaller than the
                 // individual changes.
                 doc.save()
             } else {
-                doc.save_after(&heads_before)
-            }
-        });
+                changes
+            })
+        } else {
+            None
+        };
         Ok(Effects {
             persist,
             send: self.generate(doc),
@@ -280,6 +289,38 @@ impl DocSession {
         let heads = doc.get_heads();
         self.state.shared_heads == heads && self.state.their_heads.as_ref() == Some(&heads)
     }
+}
+
+/// The changes `doc` holds beyond `before`, encoded for storage (`Automerge::save_after`), and
+/// checked to be those very changes.
+///
+/// Automerge keeps a received change under the hash of the bytes it received, but saves it
+/// re-encoded in its canonical form. For a change whose bytes were valid but not canonical,
+/// the stored bytes would load as a change with another hash than the one acknowledged to the
+/// peer (and a debug build of Automerge panics while saving). Such a document must not be
+/// stored: the caller refuses the message. Runs under `catch_unwind`, like every call into
+/// automerge on a peer's data.
+pub fn save_after_checked(doc: &Automerge, before: &[ChangeHash]) -> Result<Vec<u8>, SessionError> {
+    let saved = panic::catch_unwind(AssertUnwindSafe(|| {
+        let bytes = doc.save_after(before);
+        let mut expected: Vec<ChangeHash> =
+            doc.get_changes(before).iter().map(|c| c.hash()).collect();
+        expected.sort_unstable();
+        (bytes, expected)
+    }));
+    let Ok((bytes, expected)) = saved else {
+        return Err(SessionError::NonCanonical);
+    };
+    let mut stored = Vec::with_capacity(expected.len());
+    for chunk in chunk::split(&bytes)? {
+        let change = automerge::Change::try_from(chunk).map_err(|_| SessionError::NonCanonical)?;
+        stored.push(change.hash());
+    }
+    stored.sort_unstable();
+    if stored != expected {
+        return Err(SessionError::NonCanonical);
+    }
+    Ok(bytes)
 }
 
 /// Sorts and deduplicates a set of hashes, the form automerge's encoders expect.

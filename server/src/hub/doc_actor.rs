@@ -243,7 +243,21 @@ impl DocActor {
             }
             // Boxed: the future of handling a command (sqlx queries, vetting) is tens of
             // kilobytes, and inlined it would make every idle actor's task that large.
-            Box::pin(self.handle(cmd)).await;
+            // A panic we did not foresee (automerge on a peer's data, say) must not take the
+            // document down for everyone: the actor drops its copy (the store has everything)
+            // and every session starts its conversation afresh.
+            let handled = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                Box::pin(self.handle(cmd)),
+            ))
+            .await;
+            if handled.is_err() {
+                tracing::error!("document actor recovered from a panic; reloading from the store");
+                self.unload();
+                for slot in self.sessions.values_mut() {
+                    slot.session.restart();
+                    slot.pending.clear();
+                }
+            }
         }
         // Whatever is still queued (detaches from connections closing at the same time) is
         // handled so their sync states are saved.
@@ -685,9 +699,17 @@ impl DocActor {
             None
         } else {
             let mut fork = loaded.doc.fork();
-            for held in &slot.pending {
-                // Queued by Automerge until their dependencies arrive.
-                let _ = fork.load_incremental(&held.bytes);
+            // Queued by Automerge until their dependencies arrive. Automerge can panic on
+            // changes it accepted into its queue: then they are forgotten, on a fresh fork.
+            let took_held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for held in &slot.pending {
+                    let _ = fork.load_incremental(&held.bytes);
+                }
+            }));
+            if took_held.is_err() {
+                tracing::warn!("held changes made automerge panic; dropping them");
+                slot.pending.clear();
+                fork = loaded.doc.fork();
             }
             Some((fork, slot.session.clone()))
         };
@@ -714,7 +736,20 @@ impl DocActor {
                 // Counted from the stored document, so changes this peer sent earlier and that
                 // applied only now are stored too.
                 effects.heads_changed = true;
-                effects.persist = Some(fork.save_after(&before));
+                effects.persist = match lianxin_protocol::session::save_after_checked(fork, &before)
+                {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        self.ctx.metrics.malformed_messages.inc();
+                        peer.strikes.strike();
+                        slot.pending.clear();
+                        return Err(Refusal::Malformed {
+                            doc: doc_id,
+                            reason: e.to_string(),
+                        }
+                        .into());
+                    }
+                };
             } else if !fresh && !fork.get_missing_deps(&[]).is_empty() {
                 // The changes build on changes this process has not seen: another process
                 // may have stored them (the device synced with it before).
