@@ -730,6 +730,16 @@ impl DocActor {
                 .into());
             }
         };
+        if held {
+            // Automerge asks only for what it knows is missing, and the held changes are not
+            // in the document: without this, a peer whose earlier message was lost would be
+            // asked for the held changes again and again, never for what they depend on.
+            effects.send = Some(ask_for_missing(
+                &loaded.doc,
+                &slot.pending,
+                effects.send.take(),
+            ));
+        }
         if let Some((fork, _)) = &candidate {
             let before = loaded.doc.get_heads();
             if fork.get_heads() != before {
@@ -1309,6 +1319,7 @@ pub(super) fn tell_changed(ctx: &DocContext, watchers: &[Arc<Peer>], doc: Docume
 /// A change chunk held for a session until its dependencies arrive.
 struct Held {
     hash: automerge::ChangeHash,
+    deps: Vec<automerge::ChangeHash>,
     bytes: Vec<u8>,
     /// What it costs decoded (see `lianxin_protocol::chunk`).
     cost: chunk::Inspection,
@@ -1339,6 +1350,31 @@ fn orphans_only(doc: &Automerge, message: &automerge::sync::Message, pending: &[
     })
 }
 
+/// The sync message `send` (or, if Automerge had nothing to say, a bare one with our heads)
+/// with the dependencies of the held changes that neither the document nor the held changes
+/// contain added to its `need`. With no `have`, the peer answers with exactly those changes.
+fn ask_for_missing(doc: &Automerge, pending: &[Held], send: Option<Vec<u8>>) -> Vec<u8> {
+    let mut missing: Vec<automerge::ChangeHash> = pending
+        .iter()
+        .flat_map(|held| doc.get_missing_deps(&held.deps))
+        .filter(|dep| !pending.iter().any(|h| h.hash == *dep))
+        .collect();
+    let mut message = send
+        .and_then(|bytes| automerge::sync::Message::decode(&bytes).ok())
+        .unwrap_or_else(|| automerge::sync::Message {
+            heads: doc.get_heads(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        });
+    message.need.append(&mut missing);
+    message.need.sort_unstable();
+    message.need.dedup();
+    message.encode()
+}
+
 /// Keeps `incoming` changes for a session until their dependencies arrive, within a quarter
 /// of a message's budget in decoded bytes and in operations (what a fork pays to take them in
 /// again with every message): past that the held ones are forgotten (the peer offers them
@@ -1358,7 +1394,13 @@ fn hold(pending: &mut Vec<Held>, incoming: Vec<Vec<u8>>, budget: &chunk::Budget)
             continue;
         }
         if let Ok(cost) = chunk::inspect(&bytes, &room) {
-            adding.push(Held { hash, bytes, cost });
+            let deps = change.deps().to_vec();
+            adding.push(Held {
+                hash,
+                deps,
+                bytes,
+                cost,
+            });
         }
     }
     let total = |held: &[Held]| {

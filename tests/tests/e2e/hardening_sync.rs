@@ -648,3 +648,85 @@ async fn held_orphans_are_bounded_by_what_they_inflate_to() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_change_makes_the_server_ask_for_what_it_lacks() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&db).await;
+    let writer = Client::in_memory(ClientConfig::default()).await.unwrap();
+    writer
+        .connect(&app.ws_url(), &app.token("writer", "writer-phone").await)
+        .await
+        .unwrap();
+    let id = writer
+        .create(|tx| tx.put(ROOT, "n", 0).map(|_| ()))
+        .await
+        .unwrap();
+    writer.wait_synced(id, WAIT).await.unwrap();
+    let mut device = RawPeer::connect(&app, &app.token("device", "device-phone").await).await;
+    open(&mut device, id).await;
+
+    // Two changes of this device; the message with the first was lost on the way.
+    let mut own = automerge::AutoCommit::new();
+    own.put(ROOT, "first", 1).unwrap();
+    own.commit();
+    let first = own.get_last_local_change().unwrap().clone();
+    own.put(ROOT, "second", 2).unwrap();
+    own.commit();
+    let second = own.get_last_local_change().unwrap().clone();
+    let message = Message::Sync {
+        sender_id: device.peer_id.clone(),
+        target_id: device.peer_id.clone(),
+        document_id: id,
+        data: automerge::sync::Message {
+            heads: vec![second.hash()],
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: vec![second.raw_bytes().to_vec()].into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode(),
+    };
+    device.send(&message).await;
+    // The server holds the second change and asks for the first, by name.
+    let asked = loop {
+        match next_within(&mut device, WAIT).await {
+            Some(Message::Sync { data, .. }) => {
+                break automerge::sync::Message::decode(&data).unwrap().need;
+            }
+            Some(_) => continue,
+            None => panic!("no answer"),
+        }
+    };
+    assert!(
+        asked.contains(&first.hash()),
+        "the server asked for {asked:?}, not for the change the held one depends on"
+    );
+    // Given it, the server stores both.
+    let message = Message::Sync {
+        sender_id: device.peer_id.clone(),
+        target_id: device.peer_id.clone(),
+        document_id: id,
+        data: automerge::sync::Message {
+            heads: vec![second.hash()],
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: vec![first.raw_bytes().to_vec()].into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode(),
+    };
+    device.send(&message).await;
+    lianxin_tests::until(WAIT, || async {
+        let stored = app.stored_doc(id).await.unwrap();
+        if stored.get_heads().contains(&second.hash()) {
+            Ok(())
+        } else {
+            Err("the held change was not stored".to_owned())
+        }
+    })
+    .await;
+    app.stop().await;
+}
