@@ -922,20 +922,13 @@ impl DocActor {
         };
 
         // Committed (or nothing new): now answer the sender…
-        let reply = if !loaded.stored {
+        if !loaded.stored {
             // Nothing stored: the peer keeps no session here (see `answer_as_missing`), and an
             // unreadable document is answered the same way.
             self.sessions.remove(&peer.conn);
-            if request {
-                Some(unavailable(&self.ctx, peer, doc_id))
-            } else {
-                effects.send.map(|data| Message::Sync {
-                    sender_id: self.ctx.server_peer.clone(),
-                    target_id: peer.remote.clone(),
-                    document_id: doc_id,
-                    data,
-                })
-            }
+        }
+        let reply = if request && !loaded.stored {
+            Some(unavailable(&self.ctx, peer, doc_id))
         } else {
             effects.send.map(|data| Message::Sync {
                 sender_id: self.ctx.server_peer.clone(),

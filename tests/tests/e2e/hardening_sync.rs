@@ -674,20 +674,18 @@ async fn a_held_change_makes_the_server_ask_for_what_it_lacks() {
     own.put(ROOT, "second", 2).unwrap();
     own.commit();
     let second = own.get_last_local_change().unwrap().clone();
-    let message = Message::Sync {
-        sender_id: device.peer_id.clone(),
-        target_id: device.peer_id.clone(),
-        document_id: id,
-        data: automerge::sync::Message {
+    let carrying = |device: &RawPeer, change: &automerge::Change| {
+        let data = automerge::sync::Message {
             heads: vec![second.hash()],
             need: Vec::new(),
             have: Vec::new(),
-            changes: vec![second.raw_bytes().to_vec()].into(),
+            changes: vec![change.raw_bytes().to_vec()].into(),
             flags: None,
             version: automerge::sync::MessageVersion::V1,
-        }
-        .encode(),
+        };
+        sync(device, id, data.encode())
     };
+    let message = carrying(&device, &second);
     device.send(&message).await;
     // The server holds the second change and asks for the first, by name.
     let asked = loop {
@@ -704,20 +702,7 @@ async fn a_held_change_makes_the_server_ask_for_what_it_lacks() {
         "the server asked for {asked:?}, not for the change the held one depends on"
     );
     // Given it, the server stores both.
-    let message = Message::Sync {
-        sender_id: device.peer_id.clone(),
-        target_id: device.peer_id.clone(),
-        document_id: id,
-        data: automerge::sync::Message {
-            heads: vec![second.hash()],
-            need: Vec::new(),
-            have: Vec::new(),
-            changes: vec![first.raw_bytes().to_vec()].into(),
-            flags: None,
-            version: automerge::sync::MessageVersion::V1,
-        }
-        .encode(),
-    };
+    let message = carrying(&device, &first);
     device.send(&message).await;
     lianxin_tests::until(WAIT, || async {
         let stored = app.stored_doc(id).await.unwrap();
