@@ -224,8 +224,9 @@ impl DocSession {
             let changes = save_after_checked(doc, &heads_before)?;
             Some(if heads_before.is_empty() {
                 // The whole document is new; its compressed form is much smaller than the
-                // individual changes.
-                doc.save()
+                // individual changes, if it loads back to the same heads (Automerge can hold
+                // changes it accepted but cannot write as a document).
+                saved_whole(doc).unwrap_or(changes)
             } else {
                 changes
             })
@@ -321,6 +322,26 @@ pub fn save_after_checked(doc: &Automerge, before: &[ChangeHash]) -> Result<Vec<
         return Err(SessionError::NonCanonical);
     }
     Ok(bytes)
+}
+
+/// `doc` saved as one document chunk (`Automerge::save`), if that loads back to the same heads.
+///
+/// Automerge 0.12 accepts some changes (found by fuzzing) that it can store as change chunks
+/// but not as a document: the saved document does not load (`MissingOps`). Whoever replaces
+/// change chunks by a saved document (a compaction, a whole-document store) must check this,
+/// or the document becomes unreadable.
+pub fn saved_whole(doc: &Automerge) -> Option<Vec<u8>> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let saved = doc.save();
+        let loaded = Automerge::load(&saved).ok()?;
+        let mut want = doc.get_heads();
+        let mut got = loaded.get_heads();
+        want.sort_unstable();
+        got.sort_unstable();
+        (want == got).then_some(saved)
+    }))
+    .ok()
+    .flatten()
 }
 
 /// Sorts and deduplicates a set of hashes, the form automerge's encoders expect.

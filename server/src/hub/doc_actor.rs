@@ -1190,7 +1190,14 @@ impl DocActor {
         let Some(loaded) = self.loaded.as_mut() else {
             return;
         };
-        let snapshot = loaded.doc.save();
+        // The snapshot replaces the chunks, so it must load to the same document: Automerge
+        // can hold changes it cannot write as a document (see `saved_whole`). Then the chunks
+        // stay, and compaction is tried again after as many more.
+        let Some(snapshot) = lianxin_protocol::session::saved_whole(&loaded.doc) else {
+            tracing::warn!("the document does not save as a snapshot that loads; not compacted");
+            loaded.chunks_since_snapshot = 0;
+            return;
+        };
         match self
             .ctx
             .store
