@@ -123,18 +123,6 @@ fn walk_chunks(bytes: &[u8], budget: &Budget) -> Result<Inspection, ChunkError> 
     Ok(walk.found)
 }
 
-/// Splits `bytes` into its chunks, each whole (header included), without looking inside.
-pub fn split(bytes: &[u8]) -> Result<Vec<&[u8]>, ChunkError> {
-    let mut chunks = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (_, _, after) = header(rest)?;
-        chunks.push(&rest[..rest.len() - after.len()]);
-        rest = after;
-    }
-    Ok(chunks)
-}
-
 /// The state of one inspection: what was found so far against the budget.
 struct Walk {
     budget: Budget,

@@ -221,7 +221,7 @@ impl DocSession {
         let heads_changed = doc.get_heads() != heads_before;
         let persist = if heads_changed {
             // Checked first: a change that would not be stored as received is refused.
-            let changes = save_after_checked(doc, &heads_before)?;
+            let (changes, _) = save_after_checked(doc, &heads_before)?;
             Some(if heads_before.is_empty() {
                 // The whole document is new; its compressed form is much smaller than the
                 // individual changes, if it loads back to the same heads (Automerge can hold
@@ -292,36 +292,35 @@ impl DocSession {
     }
 }
 
-/// The changes `doc` holds beyond `before`, encoded for storage (`Automerge::save_after`), and
-/// checked to be those very changes.
+/// The changes `doc` holds beyond `before`, encoded for storage as `Automerge::save_after`
+/// encodes them (their bytes, one after the other), with the changes themselves; checked to be
+/// stored under the hashes the document knows them by.
 ///
-/// Automerge keeps a received change under the hash of the bytes it received, but saves it
-/// re-encoded in its canonical form. For a change whose bytes were valid but not canonical,
-/// the stored bytes would load as a change with another hash than the one acknowledged to the
-/// peer (and a debug build of Automerge panics while saving). Such a document must not be
-/// stored: the caller refuses the message. Runs under `catch_unwind`, like every call into
-/// automerge on a peer's data.
-pub fn save_after_checked(doc: &Automerge, before: &[ChangeHash]) -> Result<Vec<u8>, SessionError> {
-    let saved = panic::catch_unwind(AssertUnwindSafe(|| {
-        let bytes = doc.save_after(before);
-        let mut expected: Vec<ChangeHash> =
-            doc.get_changes(before).iter().map(|c| c.hash()).collect();
-        expected.sort_unstable();
-        (bytes, expected)
-    }));
-    let Ok((bytes, expected)) = saved else {
-        return Err(SessionError::NonCanonical);
-    };
-    let mut stored = Vec::with_capacity(expected.len());
-    for chunk in chunk::split(&bytes)? {
-        let change = automerge::Change::try_from(chunk).map_err(|_| SessionError::NonCanonical)?;
-        stored.push(change.hash());
-    }
-    stored.sort_unstable();
-    if stored != expected {
+/// Automerge keeps a received change under the hash of the bytes it received, but hands it
+/// out (`get_changes`, `save_after`) encoded anew, in its canonical form, under the hash of the
+/// new bytes. For a change whose bytes were valid but not canonical, that is another hash: the
+/// stored bytes would load to other heads than the ones acknowledged to the peer (and a debug
+/// build of Automerge panics while encoding). So every change handed out must be one the
+/// document knows by that hash; otherwise the caller refuses the message. Runs under
+/// `catch_unwind`, like every call into automerge on a peer's data.
+pub fn save_after_checked(
+    doc: &Automerge,
+    before: &[ChangeHash],
+) -> Result<(Vec<u8>, Vec<automerge::Change>), SessionError> {
+    let changes = panic::catch_unwind(AssertUnwindSafe(|| doc.get_changes(before)))
+        .map_err(|_| SessionError::NonCanonical)?;
+    let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+    // Also names the dependencies of changes Automerge holds back; only our own hashes count.
+    let unknown = automerge::ReadDoc::get_missing_deps(doc, &hashes);
+    if hashes.iter().any(|hash| unknown.contains(hash)) {
         return Err(SessionError::NonCanonical);
     }
-    Ok(bytes)
+    let bytes = changes
+        .iter()
+        .flat_map(|c| c.raw_bytes())
+        .copied()
+        .collect();
+    Ok((bytes, changes))
 }
 
 /// `doc` saved as one document chunk (`Automerge::save`), if that loads back to the same heads.

@@ -369,14 +369,7 @@ impl DocActor {
                     reason: e.to_string(),
                 });
             }
-            Err(e) => {
-                self.ctx.metrics.malformed_messages.inc();
-                peer.strikes.strike();
-                return Err(Refusal::Malformed {
-                    doc: self.id,
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(malformed(&self.ctx, peer, self.id, e)),
         };
         let mut refreshed = false;
         let mut caught_up = false;
@@ -676,7 +669,7 @@ impl DocActor {
         // the session, and vetted there; the document and session change only once the
         // changes are accepted and committed. Most messages (acknowledgements, have/need)
         // carry none and are applied in place.
-        let incoming: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+        let mut incoming: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
         // Changes that all build on changes nobody here has cannot apply. Learning that on a
         // fork of a large document costs far more than the peer paid for the message, so
         // they are recognised from their dependencies and held without forking; the rest of
@@ -691,7 +684,7 @@ impl DocActor {
             message.changes = Vec::<Vec<u8>>::new().into();
             hold(
                 &mut slot.pending,
-                incoming.clone(),
+                std::mem::take(&mut incoming),
                 &self.ctx.limits.chunk_budget(),
             );
         }
@@ -720,14 +713,8 @@ impl DocActor {
         let mut effects = match applied {
             Ok(effects) => effects,
             Err(e) => {
-                self.ctx.metrics.malformed_messages.inc();
-                peer.strikes.strike();
                 slot.session = DocSession::new();
-                return Err(Refusal::Malformed {
-                    doc: doc_id,
-                    reason: e.to_string(),
-                }
-                .into());
+                return Err(malformed(&self.ctx, peer, doc_id, e).into());
             }
         };
         if held {
@@ -740,26 +727,24 @@ impl DocActor {
                 effects.send.take(),
             ));
         }
+        // The changes new to the stored document, once the fork has any.
+        let mut new_changes = Vec::new();
         if let Some((fork, _)) = &candidate {
             let before = loaded.doc.get_heads();
             if fork.get_heads() != before {
                 // Counted from the stored document, so changes this peer sent earlier and that
                 // applied only now are stored too.
                 effects.heads_changed = true;
-                effects.persist = match lianxin_protocol::session::save_after_checked(fork, &before)
-                {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) => {
-                        self.ctx.metrics.malformed_messages.inc();
-                        peer.strikes.strike();
-                        slot.pending.clear();
-                        return Err(Refusal::Malformed {
-                            doc: doc_id,
-                            reason: e.to_string(),
-                        }
-                        .into());
+                match lianxin_protocol::session::save_after_checked(fork, &before) {
+                    Ok((bytes, changes)) => {
+                        effects.persist = Some(bytes);
+                        new_changes = changes;
                     }
-                };
+                    Err(e) => {
+                        slot.pending.clear();
+                        return Err(malformed(&self.ctx, peer, doc_id, e).into());
+                    }
+                }
             } else if !fresh && !fork.get_missing_deps(&[]).is_empty() {
                 // The changes build on changes this process has not seen: another process
                 // may have stored them (the device synced with it before).
@@ -773,7 +758,6 @@ impl DocActor {
         if effects.heads_changed
             && let Some((candidate_doc, _)) = &candidate
         {
-            let new_changes = candidate_doc.get_changes(&loaded.doc.get_heads());
             let client_time = new_changes
                 .iter()
                 .map(|c| c.timestamp())
@@ -930,12 +914,9 @@ impl DocActor {
         let reply = if request && !loaded.stored {
             Some(unavailable(&self.ctx, peer, doc_id))
         } else {
-            effects.send.map(|data| Message::Sync {
-                sender_id: self.ctx.server_peer.clone(),
-                target_id: peer.remote.clone(),
-                document_id: doc_id,
-                data,
-            })
+            effects
+                .send
+                .map(|data| sync_message(&self.ctx, peer, doc_id, data))
         };
         if let Some(reply) = reply {
             push(&self.ctx, peer, reply);
@@ -994,13 +975,9 @@ impl DocActor {
         let mut empty = Automerge::new();
         let mut session = DocSession::new();
         let carries_changes = !message.changes.is_empty();
-        let effects = session.apply_message(&mut empty, message).map_err(|e| {
-            peer.strikes.strike();
-            Refusal::Malformed {
-                doc: doc_id,
-                reason: e.to_string(),
-            }
-        })?;
+        let effects = session
+            .apply_message(&mut empty, message)
+            .map_err(|e| malformed(&self.ctx, peer, doc_id, e))?;
         if carries_changes && effects.heads_changed {
             let changes = empty.get_changes(&[]);
             let change = changes.first().map(|c| c.hash()).expect("heads changed");
@@ -1023,16 +1000,7 @@ impl DocActor {
             .into());
         }
         if let Some(data) = effects.send {
-            push(
-                &self.ctx,
-                peer,
-                Message::Sync {
-                    sender_id: self.ctx.server_peer.clone(),
-                    target_id: peer.remote.clone(),
-                    document_id: doc_id,
-                    data,
-                },
-            );
+            push(&self.ctx, peer, sync_message(&self.ctx, peer, doc_id, data));
         }
         Ok(())
     }
@@ -1418,6 +1386,32 @@ fn hold(pending: &mut Vec<Held>, incoming: Vec<Vec<u8>>, budget: &chunk::Budget)
     }
 }
 
+/// A malformed message from `peer`: counted, and against the connection's malformed-message
+/// budget.
+fn malformed(
+    ctx: &DocContext,
+    peer: &Peer,
+    doc: DocumentId,
+    reason: impl std::fmt::Display,
+) -> Refusal {
+    ctx.metrics.malformed_messages.inc();
+    peer.strikes.strike();
+    Refusal::Malformed {
+        doc,
+        reason: reason.to_string(),
+    }
+}
+
+/// A `sync` message from this server to `peer`.
+fn sync_message(ctx: &DocContext, peer: &Peer, document_id: DocumentId, data: Vec<u8>) -> Message {
+    Message::Sync {
+        sender_id: ctx.server_peer.clone(),
+        target_id: peer.remote.clone(),
+        document_id,
+        data,
+    }
+}
+
 /// The answer to a peer asking for a document that is not there (or that it may not read).
 /// The connection releases its lease when it sends this.
 fn unavailable(ctx: &DocContext, peer: &Peer, document_id: DocumentId) -> Message {
@@ -1444,12 +1438,7 @@ fn fan_out(
             push(
                 ctx,
                 &other.peer,
-                Message::Sync {
-                    sender_id: ctx.server_peer.clone(),
-                    target_id: other.peer.remote.clone(),
-                    document_id: *doc_id,
-                    data,
-                },
+                sync_message(ctx, &other.peer, *doc_id, data),
             );
         }
     }
