@@ -244,6 +244,36 @@ impl Connection {
         }
     }
 
+    /// The message an incoming frame carries, if any (a malformed one is answered with an
+    /// `error`). Ends the connection once its malformed-message budget is spent.
+    async fn next_message(
+        &self,
+        socket: &mut WebSocket,
+        frame: WsMessage,
+    ) -> Result<Option<Message>, End> {
+        let message = match self.receive_frame(socket, frame).await? {
+            Some(bytes) => self.decode(socket, &bytes).await,
+            None => None,
+        };
+        if self.strikes.spent.is_cancelled() {
+            return Err(self.malformed_end(socket).await);
+        }
+        Ok(message)
+    }
+
+    /// Ends a connection that spent its malformed-message budget.
+    async fn malformed_end(&self, socket: &mut WebSocket) -> End {
+        tracing::warn!("too many malformed messages: closing the connection");
+        self.send_error(
+            socket,
+            self.peer.as_ref().map(|p| p.remote.clone()),
+            "too many malformed messages: closing the connection".into(),
+        )
+        .await;
+        Self::close(socket, close_code::POLICY, "too many malformed messages").await;
+        End::Malformed
+    }
+
     /// Waits for `join` and answers `peer`; returns the client's outbox receiver.
     async fn handshake(&mut self, socket: &mut WebSocket) -> Result<OutboxRx, End> {
         let timeout = self.state.settings.limits.handshake_timeout();
@@ -267,15 +297,7 @@ impl Connection {
                 Ok(Some(Err(e))) => return Err(End::Socket(e.to_string())),
                 Ok(Some(Ok(frame))) => frame,
             };
-            let bytes = self.receive_frame(socket, frame).await?;
-            let message = match bytes {
-                Some(bytes) => self.decode(socket, &bytes).await,
-                None => None,
-            };
-            if self.strikes.spent.is_cancelled() {
-                return Err(self.malformed_end(socket).await);
-            }
-            let Some(message) = message else {
+            let Some(message) = self.next_message(socket, frame).await? else {
                 continue;
             };
             // Server-side sync state is kept per device, and per local store of that device
@@ -347,19 +369,10 @@ impl Connection {
                         Some(Ok(frame)) => frame,
                     };
                     last_heard = tokio::time::Instant::now();
-                    let bytes = match self.receive_frame(&mut socket, frame).await {
-                        Ok(Some(bytes)) => bytes,
-                        Ok(None) if self.strikes.spent.is_cancelled() => {
-                            return self.malformed_end(&mut socket).await;
-                        }
+                    let message = match self.next_message(&mut socket, frame).await {
+                        Ok(Some(message)) => message,
                         Ok(None) => continue,
                         Err(end) => return end,
-                    };
-                    let Some(message) = self.decode(&mut socket, &bytes).await else {
-                        if self.strikes.spent.is_cancelled() {
-                            return self.malformed_end(&mut socket).await;
-                        }
-                        continue;
                     };
                     if let Err(end) = self.route(&mut socket, message).await {
                         return end;
@@ -715,21 +728,6 @@ impl Connection {
         for (_, lease) in self.leases.drain() {
             lease.release().await;
         }
-    }
-}
-
-impl Connection {
-    /// Ends a connection that spent its malformed-message budget.
-    async fn malformed_end(&self, socket: &mut WebSocket) -> End {
-        tracing::warn!("too many malformed messages: closing the connection");
-        self.send_error(
-            socket,
-            self.peer.as_ref().map(|p| p.remote.clone()),
-            "too many malformed messages: closing the connection".into(),
-        )
-        .await;
-        Self::close(socket, close_code::POLICY, "too many malformed messages").await;
-        End::Malformed
     }
 }
 

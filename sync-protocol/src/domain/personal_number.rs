@@ -418,6 +418,16 @@ mod tests {
         })
     }
 
+    /// An 11-digit number written in groups of 3, 4 and 4 with `separator` between them.
+    fn grouped_3_4_4(number: &str, separator: &str) -> String {
+        format!(
+            "{}{separator}{}{separator}{}",
+            &number[..3],
+            &number[3..7],
+            &number[7..]
+        )
+    }
+
     proptest! {
         #[test]
         fn every_valid_resident_id_is_found(body in body(), before in filler(), after in filler()) {
@@ -445,12 +455,7 @@ mod tests {
             before in filler(),
         ) {
             let number = format!("1{second}{rest}");
-            let grouped = format!(
-                "{}{separator}{}{separator}{}",
-                &number[..3],
-                &number[3..7],
-                &number[7..]
-            );
+            let grouped = grouped_3_4_4(&number, separator);
             let text = format!("{before}，电话{code}{grouped}。");
             prop_assert_eq!(find(&text), Some(PersonalNumber::MobilePhone), "{}", text);
             // One more digit in the same run makes it some other number.
@@ -468,12 +473,7 @@ mod tests {
             separator in separator(),
         ) {
             let number = format!("1{second}{rest}");
-            let grouped = format!(
-                "{}{separator}{}{separator}{}",
-                &number[..3],
-                &number[3..7],
-                &number[7..]
-            );
+            let grouped = grouped_3_4_4(&number, separator);
             let text = format!("电话{code}{grouped}。");
             prop_assert_eq!(find(&text), None, "{}", text);
         }

@@ -197,13 +197,31 @@ async fn inflation_bombs_are_refused_and_memory_stays_flat(backend: Backend) {
     app.stop().await;
 }
 
-/// A 2-million-character text, the kind of document whose reload costs seconds.
-async fn big_document(app: &TestApp) -> DocumentId {
+/// A connected SDK device of user `writer`.
+async fn writer(app: &TestApp) -> Client {
     let writer = Client::in_memory(ClientConfig::default()).await.unwrap();
     writer
         .connect(&app.ws_url(), &app.token("writer", "writer-phone").await)
         .await
         .unwrap();
+    writer
+}
+
+/// A small untyped document the server has stored, with the device that wrote it (kept
+/// connected by the caller).
+async fn stored_by_writer(app: &TestApp) -> (Client, DocumentId) {
+    let writer = writer(app).await;
+    let id = writer
+        .create(|tx| tx.put(ROOT, "n", 0).map(|_| ()))
+        .await
+        .unwrap();
+    writer.wait_synced(id, WAIT).await.unwrap();
+    (writer, id)
+}
+
+/// A 2-million-character text, the kind of document whose reload costs seconds.
+async fn big_document(app: &TestApp) -> DocumentId {
+    let writer = writer(app).await;
     let id = writer
         .create(|tx| {
             let text = tx.put_object(ROOT, "text", ObjType::Text)?;
@@ -281,16 +299,7 @@ async fn a_reader_that_stops_reading_is_cut_off_by_bytes_not_messages() {
     settings.limits.ephemeral_per_second = 1_000;
     settings.limits.ephemeral_burst = 1_000;
     let app = spawn_app_with(settings).await;
-    let writer = Client::in_memory(ClientConfig::default()).await.unwrap();
-    writer
-        .connect(&app.ws_url(), &app.token("writer", "writer-phone").await)
-        .await
-        .unwrap();
-    let id = writer
-        .create(|tx| tx.put(ROOT, "n", 0).map(|_| ()))
-        .await
-        .unwrap();
-    writer.wait_synced(id, WAIT).await.unwrap();
+    let (_writer, id) = stored_by_writer(&app).await;
     let mut stalled = RawPeer::connect(&app, &app.token("slow", "slow-phone").await).await;
     open(&mut stalled, id).await;
     let mut sender = RawPeer::connect(&app, &app.token("loud", "loud-phone").await).await;
@@ -597,16 +606,7 @@ async fn a_run_length_bomb_is_refused_by_its_operations(backend: Backend) {
 async fn held_orphans_are_bounded_by_what_they_inflate_to() {
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&db).await;
-    let writer = Client::in_memory(ClientConfig::default()).await.unwrap();
-    writer
-        .connect(&app.ws_url(), &app.token("writer", "writer-phone").await)
-        .await
-        .unwrap();
-    let id = writer
-        .create(|tx| tx.put(ROOT, "n", 0).map(|_| ()))
-        .await
-        .unwrap();
-    writer.wait_synced(id, WAIT).await.unwrap();
+    let (_writer, id) = stored_by_writer(&app).await;
     let mut reader = RawPeer::connect(&app, &app.token("reader", "reader-phone").await).await;
     open(&mut reader, id).await;
 
@@ -653,16 +653,7 @@ async fn held_orphans_are_bounded_by_what_they_inflate_to() {
 async fn a_held_change_makes_the_server_ask_for_what_it_lacks() {
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&db).await;
-    let writer = Client::in_memory(ClientConfig::default()).await.unwrap();
-    writer
-        .connect(&app.ws_url(), &app.token("writer", "writer-phone").await)
-        .await
-        .unwrap();
-    let id = writer
-        .create(|tx| tx.put(ROOT, "n", 0).map(|_| ()))
-        .await
-        .unwrap();
-    writer.wait_synced(id, WAIT).await.unwrap();
+    let (_writer, id) = stored_by_writer(&app).await;
     let mut device = RawPeer::connect(&app, &app.token("device", "device-phone").await).await;
     open(&mut device, id).await;
 

@@ -60,6 +60,11 @@ fn visit_init(heard: String) -> VisitInit {
 }
 
 /// The next refusal of a change to `doc` that `events` hears: its reason.
+/// The sequence number of the last chunk stored for `doc`, which exists.
+async fn last_seq(app: &TestApp, doc: DocumentId) -> i64 {
+    app.state.store.load(&doc).await.unwrap().unwrap().last_seq
+}
+
 async fn refusal(events: &mut broadcast::Receiver<ClientEvent>, doc: DocumentId) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -121,10 +126,10 @@ async fn refused(
     doc: DocumentId,
     change: impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError>,
 ) -> String {
-    let stored = app.state.store.load(&doc).await.unwrap().unwrap().last_seq;
+    let stored = last_seq(app, doc).await;
     sec.change(doc, change).await.unwrap();
     let reason = refusal(events, doc).await;
-    let now = app.state.store.load(&doc).await.unwrap().unwrap().last_seq;
+    let now = last_seq(app, doc).await;
     assert_eq!(stored, now, "nothing stored after: {reason}");
     for value in [NAME, MOBILE, ID_NUMBER, "5678"] {
         assert!(
@@ -232,14 +237,7 @@ async fn each_way_of_smuggling_personal_data_is_refused_and_reaches_no_one(backe
         sec.read(visit, |doc| doc.get(ROOT, "name").unwrap().is_none())
             .unwrap()
     );
-    let stored = app
-        .state
-        .store
-        .load(&visit)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_seq;
+    let stored = last_seq(&app, visit).await;
     let token = app.token_as("sec", "sec-phone", "secretary", GRID_A).await;
     sec.connect(&app.ws_url(), &token).await.unwrap();
     let reason = refusal(&mut events, visit).await;
@@ -247,16 +245,7 @@ async fn each_way_of_smuggling_personal_data_is_refused_and_reaches_no_one(backe
         reason.contains("`name` is personal data, which only household documents may hold"),
         "{reason}"
     );
-    assert_eq!(
-        app.state
-            .store
-            .load(&visit)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_seq,
-        stored
-    );
+    assert_eq!(last_seq(&app, visit).await, stored);
     // At creation too: nothing of the document is stored.
     let created = sec
         .create(|tx| {
@@ -342,14 +331,7 @@ async fn a_megabyte_of_heard_is_refused_and_stored_nowhere(backend: Backend) {
         .await
         .unwrap();
     sec.wait_synced(visit, WAIT).await.unwrap();
-    let stored = app
-        .state
-        .store
-        .load(&visit)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_seq;
+    let stored = last_seq(&app, visit).await;
     sec.change(visit, |tx| {
         let text = tx.put_object(ROOT, "heard", ObjType::Text)?;
         for _ in 0..10 {
@@ -362,16 +344,7 @@ async fn a_megabyte_of_heard_is_refused_and_stored_nowhere(backend: Backend) {
     .unwrap();
     let reason = refusal(&mut events, visit).await;
     assert!(reason.contains("`heard` is longer than"), "{reason}");
-    assert_eq!(
-        app.state
-            .store
-            .load(&visit)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_seq,
-        stored
-    );
+    assert_eq!(last_seq(&app, visit).await, stored);
 
     // A supervisor reading the area gets the small visit only, as it was stored.
     let supervisor = Client::in_memory(ClientConfig::default()).await.unwrap();
